@@ -1,0 +1,85 @@
+"""Array backends. The only module that knows the difference between NumPy and CuPy.
+
+Layer code is written once against ``backend.xp`` (the array module). A :class:`Backend`
+also moves arrays between host and device and draws random numbers on its device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from .errors import SpecError
+
+BACKEND_NAMES = ("auto", "numpy", "cupy")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An array module plus the few operations that differ between host and device."""
+
+    name: str
+    xp: ModuleType
+
+    def asarray(self, a: Any, dtype: Any = None) -> Any:
+        """``a`` as an array of this backend (no copy when it already is one)."""
+        return self.xp.asarray(a, dtype=dtype)
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        """``a`` as a host NumPy array."""
+        if self.name == "cupy" and not isinstance(a, np.ndarray):
+            return a.get()
+        return np.asarray(a)
+
+    def uniform(self, rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> Any:
+        """U[0, 1) samples of ``shape``, drawn from the host generator ``rng``.
+
+        Drawing on the host keeps a run reproducible across backends (the same seed gives
+        the same dropout masks on NumPy and CuPy)."""
+        u = rng.random(shape, dtype=np.float32 if np.dtype(dtype) == np.float32 else np.float64)
+        return self.asarray(u)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (a no-op on the host)."""
+        if self.name == "cupy":
+            self.xp.cuda.Stream.null.synchronize()
+
+
+NUMPY = Backend("numpy", np)
+
+
+def cupy_status() -> tuple[bool, str]:
+    """Whether CuPy is importable and sees a usable GPU, and a sentence saying why not."""
+    try:
+        import cupy  # noqa: PLC0415
+    except Exception as exc:  # ImportError, or a broken CUDA install
+        return False, f"CuPy is not installed ({type(exc).__name__}: {exc})"
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+        if n < 1:
+            return False, "CuPy sees no CUDA device"
+        cupy.zeros(1).sum().item()
+    except Exception as exc:
+        return False, f"CuPy cannot use the GPU ({type(exc).__name__}: {exc})"
+    return True, f"CuPy {cupy.__version__} on {n} GPU(s)"
+
+
+def get_backend(name: str | Backend = "numpy") -> Backend:
+    """The backend called ``name``: ``numpy``, ``cupy``, or ``auto`` (CuPy when usable)."""
+    if isinstance(name, Backend):
+        return name
+    if name == "numpy":
+        return NUMPY
+    if name in ("cupy", "auto"):
+        ok, why = cupy_status()
+        if ok:
+            import cupy  # noqa: PLC0415
+
+            return Backend("cupy", cupy)
+        if name == "auto":
+            return NUMPY
+        raise SpecError(f"backend 'cupy' is not available: {why}; use --backend numpy")
+    raise SpecError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")

@@ -1,0 +1,132 @@
+"""The ``layerspec`` command line.
+
+Exit status: 0 success; 2 for any input error (spec, ``.m``, ``.mat``, data, a spec that does
+not fit its input); 1 for a runtime failure. Errors are printed as one line on stderr, never a
+traceback (set ``LAYERSPEC_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import ShapeError, SpecError
+
+
+def _parse_input(text: str) -> tuple[int, int, int]:
+    parts = text.replace("x", ",").split(",")
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        raise SpecError(f"--input: expected H,W,C such as 28,28,1, got {text!r}") from None
+    if len(vals) != 3 or min(vals) < 1:
+        raise SpecError(f"--input: expected three positive numbers H,W,C, got {text!r}")
+    return vals[0], vals[1], vals[2]
+
+
+def parse_defines(items: Sequence[str] | None) -> dict[str, Any]:
+    """``--define NAME=VALUE`` (or an exact expression ``'size(x,1)=320'``) as a mapping."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.rpartition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"--define: expected NAME=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            raise SpecError(f"--define {key.strip()}: {value!r} is not a number") from None
+    return out
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from . import check as chk  # noqa: PLC0415
+    from .net import Net, resolve_weights  # noqa: PLC0415
+    from .spec import spec_from_source  # noqa: PLC0415
+
+    spec, embedded = spec_from_source(args.spec)
+    defines = parse_defines(args.define)
+    weights = resolve_weights(spec, embedded, None, spec.seed, defines)
+    net = Net(spec, weights, "numpy")
+    shape = _parse_input(args.input) if args.input else spec.input
+    if shape is None:
+        raise SpecError("the spec gives no 'input: [H, W, C]'; pass --input H,W,C",
+                        file=spec.source)
+    try:
+        infos = net.info(shape)
+    except ShapeError as err:
+        print(str(err), file=sys.stderr)
+        for line in chk.fit_explanation(net, err):
+            print(f"note: {line}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(chk.to_json(net, infos, shape))
+    else:
+        print(f"{spec.name}: {len(spec.layers)} layers, input {shape[0]}x{shape[1]}x{shape[2]}")
+        print(chk.table(infos, shape))
+    if args.diagnose:
+        stats, warnings = chk.diagnose(net, shape, seed=spec.seed)
+        if not args.json:
+            print()
+            print("activations at initialisation (N(0,1) input, mode 'test'):")
+            print(chk.diagnose_text(stats))
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="layerspec",
+        description="Run MatConvNet-style layer-list networks from YAML spec files.")
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("check", help="validate a spec and show its layers' shapes",
+                       description="Validate SPEC and print the layer table (output sizes, "
+                                   "parameters, FLOPs, receptive fields). When the spec does "
+                                   "not fit its input, name the failing layer and the input "
+                                   "sizes that fit.")
+    c.add_argument("spec", help="a spec file (.yaml)")
+    c.add_argument("--input", metavar="H,W,C", help="input size to check instead of the spec's")
+    c.add_argument("--json", action="store_true", help="print the table as JSON")
+    c.add_argument("--diagnose", action="store_true",
+                   help="also run a forward pass at initialisation and report dead activations")
+    c.add_argument("--define", action="append", metavar="NAME=VALUE",
+                   help="bind a name or an exact Matlab expression used by initializers")
+    c.set_defaults(func=cmd_check)
+    return p
+
+
+def _version() -> str:
+    from . import __version__  # noqa: PLC0415
+
+    return f"layerspec {__version__}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = bool(os.environ.get("LAYERSPEC_DEBUG"))
+    try:
+        return int(args.func(args) or 0)
+    except SpecError as err:
+        if debug:
+            raise
+        print(str(err), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a runtime failure: one line, no traceback
+        if debug:
+            raise
+        print(f"error: {type(exc).__name__}: {exc} (set LAYERSPEC_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Pointwise and channel-wise layers: ``relu`` (vl_nnrelu), ``sigmoid`` (vl_nnsigmoid) and
+``softmax`` (vl_nnsoftmax, over the channel dimension at every position)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .base import Context, Layer, param
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReLU(Layer):
+    """``y = x * (leak + (1 - leak) * [x > 0])``; the derivative at exactly 0 is ``leak``."""
+
+    leak: float = param("float", 0.0, "slope for x <= 0 (leaky ReLU)")
+
+    type = "relu"
+
+    def forward(self, x: Any, w: list[Any], ctx: Context, aux: Any = None) -> tuple[Any, Any]:
+        xp = ctx.xp
+        if self.leak == 0:
+            return xp.maximum(x, 0), None
+        return xp.where(x > 0, x, x * x.dtype.type(self.leak)), None
+
+    def backward(self, x: Any, y: Any, aux: Any, w: list[Any], dy: Any,
+                 ctx: Context) -> tuple[Any, list[Any]]:
+        xp = ctx.xp
+        return xp.where(x > 0, dy, dy * dy.dtype.type(self.leak)), []
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sigmoid(Layer):
+    """``y = 1 / (1 + exp(-x))``; ``dx = dy * y * (1 - y)``."""
+
+    type = "sigmoid"
+
+    def forward(self, x: Any, w: list[Any], ctx: Context, aux: Any = None) -> tuple[Any, Any]:
+        xp = ctx.xp
+        one = x.dtype.type(1)
+        return one / (one + xp.exp(-x)), None
+
+    def backward(self, x: Any, y: Any, aux: Any, w: list[Any], dy: Any,
+                 ctx: Context) -> tuple[Any, list[Any]]:
+        return dy * (y * (y.dtype.type(1) - y)), []
+
+
+def softmax(xp: Any, x: Any) -> Any:
+    """Softmax over the last (channel) axis, max-subtracted for stability."""
+    e = xp.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Softmax(Layer):
+    """Softmax over channels; backward ``dx = y * (dy - sum_k dy * y)``."""
+
+    type = "softmax"
+
+    def forward(self, x: Any, w: list[Any], ctx: Context, aux: Any = None) -> tuple[Any, Any]:
+        return softmax(ctx.xp, x), None
+
+    def backward(self, x: Any, y: Any, aux: Any, w: list[Any], dy: Any,
+                 ctx: Context) -> tuple[Any, list[Any]]:
+        return y * (dy - (dy * y).sum(axis=-1, keepdims=True)), []

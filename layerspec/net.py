@@ -1,0 +1,218 @@
+"""``Net``: a tidied spec plus its weights on one backend, and :func:`load`.
+
+``net.weights[i]`` is the list of layer i's arrays in MatConvNet's layout: conv filters
+``(FH, FW, FC, K)`` (``[h w in out]``), biases ``(K,)`` (an empty ``(0,)`` array = no bias).
+The list is assignable: ``net.weights[0][0] = new_filters``.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .backend import Backend, get_backend
+from .errors import ExpressionError, ShapeError, SpecError
+from .expr import evaluate
+from .layers import Layer, Shape
+from .shapes import LayerInfo, infer
+from .spec import Spec, layer_pos, spec_from_source
+
+WEIGHTS_FORMAT = "layerspec-weights-1"
+
+
+def _fix_weight(layer: Layer, j: int, a: np.ndarray, dtype: Any) -> np.ndarray:
+    """Bring an initializer's or a file's array into layerspec's layout for weight j."""
+    a = np.asarray(a, dtype=dtype)
+    if layer.type == "conv" and j == 0:
+        if a.ndim > 4:
+            raise ShapeError(f"conv '{layer.name}': filters must have at most 4 dimensions "
+                             f"[h w in out], got shape {list(a.shape)}")
+        a = a.reshape(a.shape + (1,) * (4 - a.ndim))  # Matlab drops trailing singletons
+    else:
+        a = a.reshape(-1)
+    return np.ascontiguousarray(a)
+
+
+def init_weights(spec: Spec, rng: np.random.Generator,
+                 defines: Mapping[str, Any] | None = None,
+                 dtype: Any = np.float32) -> list[list[np.ndarray]]:
+    """Evaluate every layer's initializer expressions (host arrays, ``dtype``).
+
+    ``vars`` are evaluated first, in order; random draws come from ``rng`` in layer order."""
+    defines = {**dict(spec.defines), **(defines or {})}
+    names: dict[str, Any] = {}
+    for name, value in spec.vars:
+        if isinstance(value, str):
+            try:
+                value = evaluate(value, names=names, rng=rng, defines=defines)
+            except ExpressionError as err:
+                raise err.located(file=spec.source) from None
+        names[name] = value
+    out: list[list[np.ndarray]] = []
+    for layer in spec.layers:
+        inits = getattr(layer, "weights", None)
+        if not layer.weight_names:
+            out.append([])
+            continue
+        if inits is None:
+            line, col = layer_pos(layer)
+            raise SpecError(f"{layer.type} '{layer.name}' has no weights: give initializers or "
+                            f"a weights file", file=spec.source, line=line, column=col)
+        arrays = []
+        for j, init in enumerate(inits):
+            try:
+                value = evaluate(init.expr, names=names, rng=rng, defines=defines)
+            except ExpressionError as err:
+                if err.line is None:
+                    err.line, err.column = init.line, init.column
+                raise err.located(file=spec.source) from None
+            if isinstance(value, (str, list)):
+                raise SpecError(f"{layer.type} '{layer.name}': weights[{j}] = {init.expr!r} is "
+                                f"not a numeric array", file=spec.source, line=init.line,
+                                column=init.column)
+            try:
+                arrays.append(_fix_weight(layer, j, value, dtype))
+            except ShapeError as err:
+                raise err.located(spec.source, init.line, init.column) from None
+        out.append(arrays)
+    return out
+
+
+def save_weights(path: str | Path, spec: Spec, weights: Sequence[Sequence[Any]]) -> None:
+    """Write weights to an ``.npz`` (keys ``w<i>_<j>``, 0-based layer and tensor index)."""
+    arrays: dict[str, np.ndarray] = {"format": np.array(WEIGHTS_FORMAT),
+                                     "names": np.array([layer.name for layer in spec.layers])}
+    for i, ws in enumerate(weights):
+        for j, w in enumerate(ws):
+            arrays[f"w{i}_{j}"] = np.asarray(w)
+    np.savez(path, **arrays)
+
+
+def read_weights(path: str | Path, spec: Spec, dtype: Any = np.float32,
+                 ) -> list[list[np.ndarray]]:
+    """Read an ``.npz`` written by :func:`save_weights` (or a checkpoint) for ``spec``."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            files = dict(z.items())
+    except FileNotFoundError:
+        raise SpecError(f"weights file '{path}' not found") from None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise SpecError(f"weights file '{path}' is not a readable .npz: {exc}") from None
+    out: list[list[np.ndarray]] = []
+    for i, layer in enumerate(spec.layers):
+        arrays = []
+        for j in range(len(layer.weight_names)):
+            key = f"w{i}_{j}"
+            if key not in files:
+                raise SpecError(f"weights file '{path}' has no array for layer {i + 1} "
+                                f"({layer.type} '{layer.name}') {layer.weight_names[j]}")
+            arrays.append(_fix_weight(layer, j, files[key], dtype))
+        out.append(arrays)
+    return out
+
+
+class Net:
+    """A network ready to run: canonical ``spec``, ``weights`` on ``backend``.
+
+    ``layers`` are the tidied layer objects; ``weights[i]`` the arrays of layer i.
+    ``rng`` is the generator ``simplenn`` uses for dropout when none is passed in.
+    """
+
+    def __init__(self, spec: Spec, weights: Sequence[Sequence[Any]],
+                 backend: Backend | str = "numpy", seed: int | None = None) -> None:
+        self.spec = spec
+        self.backend = get_backend(backend)
+        if len(weights) != len(spec.layers):
+            raise SpecError(f"{len(weights)} weight lists for {len(spec.layers)} layers")
+        self.weights: list[list[Any]] = [[self.backend.asarray(w) for w in ws] for ws in weights]
+        self.seed = spec.seed if seed is None else seed
+        self.rng = np.random.default_rng([self.seed, 1])
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        return self.spec.layers
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def dtype(self) -> Any:
+        for ws in self.weights:
+            for w in ws:
+                return w.dtype
+        return np.dtype(np.float32)
+
+    def weight_shapes(self) -> list[list[tuple[int, ...]]]:
+        return [[tuple(w.shape) for w in ws] for ws in self.weights]
+
+    def info(self, input_shape: Shape | None = None) -> list[LayerInfo]:
+        """Per-layer shapes, parameters, FLOPs and receptive fields (raises ShapeError)."""
+        shape = input_shape or self.spec.input
+        if shape is None:
+            raise SpecError("the spec gives no 'input: [H, W, C]'; pass an input size")
+        return infer(self.layers, self.weight_shapes(), tuple(shape), self.spec.source)
+
+    def host_weights(self) -> list[list[np.ndarray]]:
+        """The weights as host NumPy arrays (copies when on a device)."""
+        return [[self.backend.to_numpy(w) for w in ws] for ws in self.weights]
+
+    def to(self, backend: Backend | str) -> Net:
+        """The same net on another backend (weights copied)."""
+        return Net(self.spec, self.host_weights(), backend, self.seed)
+
+    def astype(self, dtype: Any) -> Net:
+        """A copy with weights cast to ``dtype`` (float64 for gradient checks)."""
+        return Net(self.spec, [[np.asarray(w, dtype=dtype) for w in ws]
+                               for ws in self.host_weights()], self.backend, self.seed)
+
+    def __repr__(self) -> str:
+        return f"<Net {self.name!r}: {len(self.layers)} layers on {self.backend.name}>"
+
+
+def resolve_weights(spec: Spec, embedded: list[list[np.ndarray]] | None, weights: Any,
+                    seed: int, defines: Mapping[str, Any] | None) -> list[list[np.ndarray]]:
+    """The weights for ``spec`` (see :func:`load` for where they come from)."""
+    def fixed(arrays: Sequence[Sequence[Any]]) -> list[list[np.ndarray]]:
+        out = []
+        for layer, lw in zip(spec.layers, arrays, strict=True):
+            lw = [np.asarray(w) for w in lw]
+            out.append([_fix_weight(layer, j, w, np.float64 if w.dtype == np.float64
+                                    else np.float32) for j, w in enumerate(lw)])
+        return out
+
+    if weights is not None:
+        if isinstance(weights, (str, Path)):
+            return read_weights(weights, spec)
+        if len(weights) != len(spec.layers):
+            raise SpecError(f"{len(weights)} weight lists for {len(spec.layers)} layers")
+        return fixed(weights)
+    if embedded is not None:
+        return fixed(embedded)
+    if spec.weights is not None:
+        return read_weights(spec.base_dir / spec.weights, spec)
+    return init_weights(spec, np.random.default_rng(seed), defines)
+
+
+def load(source: Any, backend: Backend | str = "numpy", seed: int | None = None,
+         weights: Any = None, defines: Mapping[str, Any] | None = None) -> Net:
+    """Build a :class:`Net` from a spec file path, a raw spec mapping, or a :class:`Spec`.
+
+    Weights come from, in order: the ``weights`` argument (an ``.npz`` path or a list of
+    per-layer lists of arrays), arrays embedded in a raw mapping (a ported ``.mat``), the
+    spec's top-level ``weights:`` file, or the layers' initializer expressions evaluated with
+    a generator seeded by ``seed`` (default: the spec's ``seed``). When the spec gives its
+    ``input`` size, every layer's shapes are checked (a ShapeError names the first misfit).
+    """
+    spec, embedded = spec_from_source(source, weights_supplied=weights is not None)
+    seed = spec.seed if seed is None else seed
+    ws = resolve_weights(spec, embedded, weights, seed, defines)
+    net = Net(spec, ws, backend, seed)
+    if spec.input is not None:
+        net.info(spec.input)
+    return net

@@ -1,0 +1,86 @@
+"""``simplenn``: the Python twin of MatConvNet's ``vl_simplenn``.
+
+``res = simplenn(net, x, dzdy=1.0, labels=y, mode="normal")`` returns ``L + 1`` records:
+``res[0].x`` is the input, ``res[i+1].x`` the output of layer i, ``res[i].dzdx`` the
+derivative of the output w.r.t. ``res[i].x`` and ``res[i].dzdw`` the list of derivatives of
+layer i's weights (shapes as ``net.weights[i]``). ``res[i+1].aux`` holds what layer i kept for
+its backward pass (the dropout mask, the max-pool argmax, the conv patches).
+A backward pass runs only when ``dzdy`` is given.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import DataError
+from .layers import Context
+from .net import Net
+
+MODES = ("normal", "test")
+
+
+@dataclass
+class Res:
+    """One entry of the result list (as ``vl_simplenn``'s ``res(i)``)."""
+
+    x: Any = None
+    dzdx: Any = None
+    dzdw: list[Any] = field(default_factory=list)
+    aux: Any = None
+    time: float = 0.0
+    backwardTime: float = 0.0
+
+
+def simplenn(net: Net, x: Any, dzdy: Any = None, labels: Any = None, mode: str = "normal",
+             rng: np.random.Generator | None = None,
+             masks: Mapping[int, Any] | None = None) -> list[Res]:
+    """Run ``net`` forward on ``x`` (``(N, H, W, C)``) and, when ``dzdy`` is given, backward.
+
+    labels: 0-based class indices, ``(N,)`` or ``(N, H', W')``; ``-1`` = ignore.
+    mode: ``"normal"`` (dropout active) or ``"test"``.
+    rng: generator for dropout masks (default ``net.rng``).
+    masks: ``{layer index: mask}`` — recorded dropout masks (already scaled) used instead of
+    drawing new ones, to replay a MatConvNet run.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    be = net.backend
+    xp = be.xp
+    dtype = net.dtype
+    x = be.asarray(x, dtype=dtype)
+    if x.ndim != 4:
+        raise DataError(f"input must be (N, H, W, C), got shape {tuple(x.shape)}")
+    lab = None if labels is None else be.asarray(labels)
+    ctx = Context(backend=be, mode=mode, labels=lab, rng=rng if rng is not None else net.rng)
+    masks = masks or {}
+    n_layers = len(net.layers)
+    res = [Res() for _ in range(n_layers + 1)]
+    res[0].x = x
+    for i, layer in enumerate(net.layers):
+        t0 = time.perf_counter()
+        given = masks.get(i)
+        if given is not None:
+            given = be.asarray(given, dtype=dtype)
+        y, aux = layer.forward(res[i].x, net.weights[i], ctx, given)
+        res[i + 1].x = y
+        res[i + 1].aux = aux
+        res[i].time = time.perf_counter() - t0
+    if dzdy is None:
+        return res
+    top = res[n_layers].x
+    res[n_layers].dzdx = xp.asarray(dzdy, dtype=dtype) if np.ndim(dzdy) else \
+        xp.full(top.shape, dzdy, dtype=dtype)
+    for i in range(n_layers - 1, -1, -1):
+        t0 = time.perf_counter()
+        layer = net.layers[i]
+        dx, dw = layer.backward(res[i].x, res[i + 1].x, res[i + 1].aux, net.weights[i],
+                                res[i + 1].dzdx, ctx)
+        res[i].dzdx = dx
+        res[i].dzdw = dw
+        res[i].backwardTime = time.perf_counter() - t0
+    return res
