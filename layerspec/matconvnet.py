@@ -401,8 +401,9 @@ def _convert_layer(layer: Any, i: int, file: str | None) -> dict[str, Any]:
         if key not in _KEPT_FIELDS or (key == "weights" and ltype not in _WEIGHTED_TYPES):
             continue
         if key == "weights":
-            out["weights"] = layer_weights(ltype, _as_list(value), layer=fields, where=desc,
-                                           file=file)
+            if _as_list(value):  # an empty {} is reported below as "no weights"
+                out["weights"] = layer_weights(ltype, _as_list(value), layer=fields,
+                                               where=desc, file=file)
         elif key in _GEOMETRY_FIELDS:
             out[key] = _geometry(value, desc, key, file)
         elif key in _MULTIPLIER_FIELDS:

@@ -124,7 +124,8 @@ class Net:
     """
 
     def __init__(self, spec: Spec, weights: Sequence[Sequence[Any]],
-                 backend: Backend | str = "numpy", seed: int | None = None) -> None:
+                 backend: Backend | str = "numpy", seed: int | None = None,
+                 dtype: Any = None) -> None:
         self.spec = spec
         self.backend = get_backend(backend)
         if len(weights) != len(spec.layers):
@@ -132,6 +133,10 @@ class Net:
         self.weights: list[list[Any]] = [[self.backend.asarray(w) for w in ws] for ws in weights]
         self.seed = spec.seed if seed is None else seed
         self.rng = np.random.default_rng([self.seed, 1])
+        if dtype is None:
+            dtype = next((w.dtype for ws in self.weights for w in ws), np.float32)
+        #: the data type inputs are cast to (float32; float64 for gradient checks)
+        self.dtype = np.dtype(dtype)
 
     @property
     def layers(self) -> tuple[Layer, ...]:
@@ -140,13 +145,6 @@ class Net:
     @property
     def name(self) -> str:
         return self.spec.name
-
-    @property
-    def dtype(self) -> Any:
-        for ws in self.weights:
-            for w in ws:
-                return w.dtype
-        return np.dtype(np.float32)
 
     def weight_shapes(self) -> list[list[tuple[int, ...]]]:
         return [[tuple(w.shape) for w in ws] for ws in self.weights]
@@ -164,12 +162,12 @@ class Net:
 
     def to(self, backend: Backend | str) -> Net:
         """The same net on another backend (weights copied)."""
-        return Net(self.spec, self.host_weights(), backend, self.seed)
+        return Net(self.spec, self.host_weights(), backend, self.seed, self.dtype)
 
     def astype(self, dtype: Any) -> Net:
         """A copy with weights cast to ``dtype`` (float64 for gradient checks)."""
         return Net(self.spec, [[np.asarray(w, dtype=dtype) for w in ws]
-                               for ws in self.host_weights()], self.backend, self.seed)
+                               for ws in self.host_weights()], self.backend, self.seed, dtype)
 
     def __repr__(self) -> str:
         return f"<Net {self.name!r}: {len(self.layers)} layers on {self.backend.name}>"

@@ -367,11 +367,11 @@ def tidy_layer(raw: Any, index: int, ctx: _Ctx, pos: Pos,
         if name not in kwargs and f.default is dataclasses.MISSING:
             raise ctx.error(f"{where}: missing required field '{name}' ({f.metadata['doc']})",
                             pos)
-    if cls.weight_names and kwargs.get("weights") is None and given is None:
+    if (cls.weight_names and kwargs.get("weights") is None and given is None
+            and not ctx.weights_supplied):
         raise ctx.error(f"{where}: missing 'weights': give initializers, e.g. weights: "
                         f"[\"0.01*randn(5,5,1,20,'single')\", \"zeros(1,20,'single')\"], or "
-                        f"load them with a top-level 'weights: file.npz'", pos) \
-            if not ctx.weights_supplied else None
+                        f"load them with a top-level 'weights: file.npz'", pos)
     for mult in ("learningRate", "weightDecay"):
         vals = kwargs.get(mult)
         if vals is not None and len(vals) != len(cls.weight_names):

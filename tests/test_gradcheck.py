@@ -138,7 +138,7 @@ def test_whole_small_spec_gradients():
         {"type": "softmaxloss"},
     ]
     weights = [[0.3 * rand(5, 5, 3, 4), 0.1 * rand(4)], [], [], [],
-               [0.3 * rand(3, 3, 4, 6), 0.1 * rand(6)], [], [0.3 * rand(3, 3, 6, 5), rand(5)], []]
+               [0.3 * rand(3, 3, 4, 6), 0.1 * rand(6)], [], [0.3 * rand(2, 2, 6, 5), rand(5)], []]
     net = make_net(layers, weights, (8, 8, 3))
     x = rand(2, 8, 8, 3)
     mask = (RNG.random((2, 4, 4, 4)) >= 0.5) * 2.0
