@@ -136,7 +136,7 @@ def diagnose(net: Net, input_shape: Sequence[int], seed: int = 0,
         if not layer.is_loss and not np.all(np.isfinite(y)):
             warnings.append(f"layer {i + 1} ({layer.type} '{layer.name}') outputs NaN or Inf")
     if dead_from is not None:
-        for i in range(dead_from):
+        for i in range(dead_from - 1, -1, -1):
             layer = net.layers[i]
             if layer.type == "conv":
                 f = net.backend.to_numpy(net.weights[i][0]).astype(np.float64)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .backend import Backend, get_backend
 from .errors import ExpressionError, ShapeError, SpecError
-from .expr import evaluate
+from .expr import evaluate, parse
 from .layers import Layer, Shape
 from .shapes import LayerInfo, infer
 from .spec import Spec, layer_pos, spec_from_source
@@ -65,7 +65,8 @@ def init_weights(spec: Spec, rng: np.random.Generator,
         arrays = []
         for j, init in enumerate(inits):
             try:
-                value = evaluate(init.expr, names=names, rng=rng, defines=defines)
+                node = parse(init.expr, line=init.line or 1, column=init.column or 1)
+                value = evaluate(node, names=names, rng=rng, defines=defines)
             except ExpressionError as err:
                 if err.line is None:
                     err.line, err.column = init.line, init.column
