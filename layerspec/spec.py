@@ -529,7 +529,9 @@ def tidy(raw: Any, *, file: str | None = None, weights_supplied: bool = False,
                         _node_pos(raw) if _node_pos(raw) != NOWHERE else (1, 1))
     if "weights" in raw:
         ctx.weights_supplied = True
-    name = raw.get("name", Path(file).stem if file else "net")
+    name = raw.get("name")
+    if name is None:
+        name = Path(file).stem if file else "net"
     if not isinstance(name, str) or not name:
         raise ctx.error(f"name: expected a text, got {_describe(name, _raw_text(raw, 'name'))}",
                         _pos(raw, "name"))
