@@ -19,4 +19,5 @@ from .train import train
 
 __version__ = "0.1.0"
 
-__all__ = ["LAYER_TYPES", "Net", "Res", "Spec", "SpecError", "load", "simplenn", "train", "__version__"]
+__all__ = ["LAYER_TYPES", "Net", "Res", "Spec", "SpecError", "load", "simplenn", "train",
+           "__version__"]

@@ -576,7 +576,7 @@ def tidy(raw: Any, *, file: str | None = None, weights_supplied: bool = False,
         layer, arrays = tidy_layer(item, i, ctx, p)
         layers.append(layer)
         given.append(arrays)
-    for i, layer in enumerate(layers[:-1]):
+    for layer in layers[:-1]:
         if layer.is_loss:
             raise ctx.error(f"{layer.type} '{layer.name}' must be the last layer (it reduces the "
                             f"output to one number)", layer_pos(layer))

@@ -182,7 +182,8 @@ def test_seed_reproducible_weights():
     a = layerspec.load(SPECS[0], seed=3).host_weights()
     b = layerspec.load(SPECS[0], seed=3).host_weights()
     c = layerspec.load(SPECS[0], seed=4).host_weights()
-    assert all(np.array_equal(x, y) for wa, wb in zip(a, b) for x, y in zip(wa, wb))
+    assert all(np.array_equal(x, y) for wa, wb in zip(a, b, strict=True)
+               for x, y in zip(wa, wb, strict=True))
     assert not np.array_equal(a[0][0], c[0][0])
 
 

@@ -81,7 +81,7 @@ class Layer(ABC):
         return None
 
     def spatial_out(self, axis: int, n: int, wshapes: list[tuple[int, ...]]) -> int:
-        """Output size along ``axis`` for input size ``n``; raises ShapeError when it does not fit."""
+        """Output size along ``axis`` for input size ``n``; ShapeError when it does not fit."""
         g = self.geometry(axis, wshapes)
         if g is None:
             return n

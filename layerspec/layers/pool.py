@@ -32,7 +32,7 @@ class Pool(Layer):
                                   minimum=1)
     method: str = param("choice", "max",
                         "'max' or 'avg'. MatConvNet's tidy never fills it (vl_simplenn then "
-                        "fails); layerspec defaults to 'max' and says so in `check`",
+                        "fails); layerspec defaults to 'max'",
                         choices=("max", "avg"))
     stride: tuple[int, int] = param("pair", (1, 1), "[sy sx] (a scalar means both)", minimum=1)
     pad: tuple[int, int, int, int] = param("quad", (0, 0, 0, 0),
