@@ -77,6 +77,53 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def _seed(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {n}")
+    return n
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner import RunError, run  # noqa: PLC0415
+
+    try:
+        run(args.spec, backend=args.backend, epochs=args.epochs, out=args.out, seed=args.seed,
+            fresh=args.fresh, defines=parse_defines(args.define))
+    except RunError as err:
+        if os.environ.get("LAYERSPEC_DEBUG"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130  # the runner has said how to resume
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .runner import evaluate  # noqa: PLC0415
+
+    result = evaluate(args.source, weights=args.weights, backend=args.backend,
+                      defines=parse_defines(args.define))
+    for note in result.notes:
+        print(note, file=sys.stderr)
+    print(result.report())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="layerspec",
@@ -97,6 +144,39 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--define", action="append", metavar="NAME=VALUE",
                    help="bind a name or an exact Matlab expression used by initializers")
     c.set_defaults(func=cmd_check)
+
+    r = sub.add_parser("run", help="train a spec on its data (cnn_train), with checkpoints",
+                       description="Train SPEC on the data its 'data:' section names, with "
+                                   "cnn_train's rules. Writes net-epoch-N.npz (every epoch), "
+                                   "stats.json and curves.png into DIR (default "
+                                   "runs/<name>/) and resumes from the last complete "
+                                   "checkpoint there unless --fresh.")
+    r.add_argument("spec", help="a spec file (.yaml)")
+    r.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto",
+                   help="array backend (default: auto = CuPy when a GPU is usable)")
+    r.add_argument("--epochs", type=_positive_int, metavar="N",
+                   help="train until N epochs are done (overrides train: numEpochs)")
+    r.add_argument("--out", metavar="DIR", help="output folder (default: runs/<name>/)")
+    r.add_argument("--seed", type=_seed, metavar="N",
+                   help="seed for the weight initialisation and cnn_train's randomSeed")
+    r.add_argument("--fresh", action="store_true",
+                   help="start over: delete DIR's old checkpoints instead of resuming")
+    r.add_argument("--define", action="append", metavar="NAME=VALUE",
+                   help="bind a name or an exact Matlab expression used by initializers")
+    r.set_defaults(func=cmd_run)
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint on the test split",
+                       description="Loss, top-1/top-5 error and per-class accuracy on the test "
+                                   "split of the spec's data. SOURCE is a spec (with "
+                                   "--weights), a checkpoint alone (its embedded spec) or a run "
+                                   "folder (its newest checkpoint).")
+    e.add_argument("source", metavar="SPEC_OR_CKPT", help="a spec, a checkpoint or a run folder")
+    e.add_argument("--weights", metavar="CKPT", help="a checkpoint or weights .npz")
+    e.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto",
+                   help="array backend (default: auto)")
+    e.add_argument("--define", action="append", metavar="NAME=VALUE",
+                   help="bind a name or an exact Matlab expression used by initializers")
+    e.set_defaults(func=cmd_eval)
     return p
 
 
