@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from .errors import CheckpointError, SpecError
-from .net import Net, _fix_weight
+from .net import WEIGHTS_FORMAT, Net
 from .spec import Spec, tidy
 from .yamlload import load_yaml
 
@@ -189,7 +189,8 @@ class Checkpoint:
         return spec
 
     def weights(self, spec: Spec) -> list[list[np.ndarray]]:
-        """The weights, one list per layer of ``spec``, in layerspec's layout."""
+        """The weights, one list per layer of ``spec``, exactly as they were saved (already
+        in layerspec's canonical layout: they came from ``net.weights``)."""
         out = []
         for i, layer in enumerate(spec.layers):
             arrays = []
@@ -199,8 +200,8 @@ class Checkpoint:
                     raise CheckpointError(f"checkpoint '{self.path}' has no array for layer "
                                           f"{i + 1} ({layer.type} '{layer.name}') {wname}")
                 a = self.weight_arrays[key]
-                arrays.append(_fix_weight(layer, j, a, np.float64 if a.dtype == np.float64
-                                          else np.float32))
+                dtype = np.float64 if a.dtype == np.float64 else np.float32
+                arrays.append(np.ascontiguousarray(a, dtype=dtype))
             out.append(arrays)
         return out
 
@@ -236,8 +237,12 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"checkpoint '{path}' is unreadable (truncated or corrupt?): "
                               f"{reason}") from None
     fmt = _text(files, "format", path)
+    if fmt == WEIGHTS_FORMAT:
+        raise CheckpointError(f"'{path}' is a weights file, not a layerspec checkpoint (it "
+                              f"holds no spec, epoch or solver state)")
     if fmt != FORMAT:
-        raise CheckpointError(f"checkpoint '{path}': format {fmt!r}, expected {FORMAT!r}")
+        raise CheckpointError(f"checkpoint '{path}': format {fmt!r} is not a layerspec "
+                              f"checkpoint's ({FORMAT!r})")
     try:
         epoch = int(files["epoch"])
         stats = json.loads(_text(files, "stats_json", path) or "[]")

@@ -98,7 +98,7 @@ def _seed(text: str) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import RunError, run  # noqa: PLC0415
+    from .runner import RunError, RunInterrupted, run  # noqa: PLC0415
 
     try:
         run(args.spec, backend=args.backend, epochs=args.epochs, out=args.out, seed=args.seed,
@@ -108,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except RunInterrupted:
         return 130  # the runner has said how to resume
     return 0
 
@@ -121,6 +121,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(note, file=sys.stderr)
     print(result.report())
+    return 0
+
+
+def cmd_port(args: argparse.Namespace) -> int:
+    from .port import port  # noqa: PLC0415
+
+    shape = _parse_input(args.input) if args.input else None
+    result = port(args.src, args.output, parse_defines(args.define), input_size=shape,
+                  skip_unsupported=args.skip_unsupported)
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for n in result.notes:
+        print(f"note: {n}", file=sys.stderr)
+    wrote = f"{result.spec_path}" + (f" and {result.weights_path}" if result.weights_path
+                                     else "")
+    print(f"wrote {wrote} ({len(result.spec.layers)} layers)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_mat  # noqa: PLC0415
+
+    out = export_mat(args.source, args.mat, parse_defines(args.define))
+    print(f"wrote {out}")
     return 0
 
 
@@ -177,6 +201,33 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--define", action="append", metavar="NAME=VALUE",
                    help="bind a name or an exact Matlab expression used by initializers")
     e.set_defaults(func=cmd_eval)
+
+    po = sub.add_parser("port", help="Matlab source (.m) or MatConvNet .mat -> spec (+ weights)",
+                        description="Translate SRC into a spec OUT.yaml. A .m file is parsed "
+                                    "and translated, never run; a .mat network also gives "
+                                    "OUT.npz (its weights), which the spec names.")
+    po.add_argument("src", help="a Matlab source file (.m) or a MatConvNet network (.mat)")
+    po.add_argument("-o", "--output", required=True, metavar="OUT.yaml",
+                    help="the spec file to write")
+    po.add_argument("--define", action="append", metavar="NAME=VALUE",
+                    help="bind a name or an exact Matlab expression, e.g. "
+                         "'size(imdb.images.data,1)=320' (written into the spec's defines)")
+    po.add_argument("--input", metavar="H,W,C", help="the input size to write into the spec")
+    po.add_argument("--skip-unsupported", action="store_true",
+                    help="skip statements that cannot be translated (a warning each) instead "
+                         "of failing")
+    po.set_defaults(func=cmd_port)
+
+    ex = sub.add_parser("export", help="spec or checkpoint -> MatConvNet .mat",
+                        description="Write a SimpleNN .mat (layers, meta) that vl_simplenn "
+                                    "runs unchanged.")
+    ex.add_argument("source", metavar="SPEC_OR_CKPT",
+                    help="a spec (.yaml; weights from its 'weights:' file or initializers) "
+                         "or a checkpoint (.npz)")
+    ex.add_argument("--mat", required=True, metavar="OUT.mat", help="the .mat file to write")
+    ex.add_argument("--define", action="append", metavar="NAME=VALUE",
+                    help="bind a name or an exact Matlab expression used by initializers")
+    ex.set_defaults(func=cmd_export)
     return p
 
 

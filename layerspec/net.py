@@ -20,6 +20,7 @@ from .expr import evaluate, parse
 from .layers import Layer, Shape
 from .shapes import LayerInfo, infer
 from .spec import Spec, layer_pos, spec_from_source
+from .workspace import Workspace
 
 WEIGHTS_FORMAT = "layerspec-weights-1"
 
@@ -27,11 +28,19 @@ WEIGHTS_FORMAT = "layerspec-weights-1"
 def _fix_weight(layer: Layer, j: int, a: np.ndarray, dtype: Any) -> np.ndarray:
     """Bring an initializer's or a file's array into layerspec's layout for weight j."""
     a = np.asarray(a, dtype=dtype)
-    if layer.type == "conv" and j == 0:
+    if layer.type in ("conv", "convt") and j == 0:
         if a.ndim > 4:
-            raise ShapeError(f"conv '{layer.name}': filters must have at most 4 dimensions "
-                             f"[h w in out], got shape {list(a.shape)}")
+            layout = "[h w in out]" if layer.type == "conv" else "[h w out in]"
+            raise ShapeError(f"{layer.type} '{layer.name}': filters must have at most 4 "
+                             f"dimensions {layout}, got shape {list(a.shape)}")
         a = a.reshape(a.shape + (1,) * (4 - a.ndim))  # Matlab drops trailing singletons
+    elif layer.type == "bnorm" and j == 2:
+        # moments [mu sigma]: C x 2, or 2C numbers read column-major as Matlab does
+        if not (a.ndim == 2 and a.shape[1] == 2):
+            if a.size % 2 or a.size == 0:
+                raise ShapeError(f"bnorm '{layer.name}': moments must be C x 2 [mu sigma], "
+                                 f"got shape {list(a.shape)}")
+            a = a.reshape(-1, order="F").reshape((-1, 2), order="F")
     else:
         a = a.reshape(-1)
     return np.ascontiguousarray(a)
@@ -39,10 +48,15 @@ def _fix_weight(layer: Layer, j: int, a: np.ndarray, dtype: Any) -> np.ndarray:
 
 def init_weights(spec: Spec, rng: np.random.Generator,
                  defines: Mapping[str, Any] | None = None,
-                 dtype: Any = np.float32) -> list[list[np.ndarray]]:
+                 dtype: Any = np.float32,
+                 input_shape: Shape | None = None) -> list[list[np.ndarray]]:
     """Evaluate every layer's initializer expressions (host arrays, ``dtype``).
 
-    ``vars`` are evaluated first, in order; random draws come from ``rng`` in layer order."""
+    ``vars`` are evaluated first, in order; random draws come from ``rng`` in layer order.
+    The layers are walked with the sample shape (``input_shape``, default the spec's
+    ``input``): a layer whose weights depend on its input (``fc``, ``lstm``) and that gives no
+    initializers is initialised by its ``default_weights(shape, rng, dtype)``, and its
+    initializers' values are put in its canonical layout (``layout_weight``)."""
     defines = {**dict(spec.defines), **(defines or {})}
     names: dict[str, Any] = {}
     for name, value in spec.vars:
@@ -52,16 +66,24 @@ def init_weights(spec: Spec, rng: np.random.Generator,
             except ExpressionError as err:
                 raise err.located(file=spec.source) from None
         names[name] = value
+    walk = _ShapeWalk(spec, input_shape)
     out: list[list[np.ndarray]] = []
-    for layer in spec.layers:
+    for i, layer in enumerate(spec.layers):
         inits = getattr(layer, "weights", None)
         if not layer.weight_names:
             out.append([])
+            walk.step(i, [])
             continue
         if inits is None:
             line, col = layer_pos(layer)
-            raise SpecError(f"{layer.type} '{layer.name}' has no weights: give initializers or "
-                            f"a weights file", file=spec.source, line=line, column=col)
+            if not getattr(layer, "default_init", False):
+                raise SpecError(f"{layer.type} '{layer.name}' has no weights: give initializers "
+                                f"or a weights file", file=spec.source, line=line, column=col)
+            arrays = [np.ascontiguousarray(a, dtype=dtype)
+                      for a in layer.default_weights(walk.need(i), rng, dtype)]
+            out.append(arrays)
+            walk.step(i, arrays)
+            continue
         arrays = []
         for j, init in enumerate(inits):
             try:
@@ -76,11 +98,63 @@ def init_weights(spec: Spec, rng: np.random.Generator,
                                 f"not a numeric array", file=spec.source, line=init.line,
                                 column=init.column)
             try:
-                arrays.append(_fix_weight(layer, j, value, dtype))
+                arrays.append(_layout_weight(layer, j, value, walk.shape, dtype))
             except ShapeError as err:
                 raise err.located(spec.source, init.line, init.column) from None
         out.append(arrays)
+        walk.step(i, arrays)
     return out
+
+
+class _ShapeWalk:
+    """The sample shape in front of each layer while :func:`init_weights` walks the layers.
+
+    ``shape`` is ``None`` when unknown (no input size, or an earlier layer did not fit: then
+    :func:`load` reports the misfit); :meth:`need` raises the located reason instead."""
+
+    def __init__(self, spec: Spec, input_shape: Shape | None) -> None:
+        self.spec = spec
+        start = input_shape if input_shape is not None else spec.input
+        self.shape: Shape | None = None if start is None else tuple(int(v) for v in start)
+        self.start = self.shape
+        self.wshapes: list[list[tuple[int, ...]]] = []
+        self.failed: int | None = None
+
+    def step(self, i: int, arrays: Sequence[np.ndarray]) -> None:
+        self.wshapes.append([tuple(a.shape) for a in arrays])
+        if self.shape is None:
+            return
+        try:
+            self.shape = self.spec.layers[i].output_shape(self.shape, self.wshapes[i])
+        except ShapeError:
+            self.shape, self.failed = None, i
+
+    def need(self, i: int) -> Shape:
+        """The input shape of layer ``i``, which needs it for its default weights."""
+        if self.shape is not None:
+            return self.shape
+        layer = self.spec.layers[i]
+        if self.failed is not None:
+            infer(self.spec.layers[:self.failed + 1], self.wshapes, self.start,
+                  self.spec.source)
+        line, col = layer_pos(layer)
+        raise SpecError(f"{layer.type} '{layer.name}' sizes its default weights from its input: "
+                        f"give the spec an 'input: [H, W, C]' (for sequences [1, T, D]) or "
+                        f"write its initializers", file=self.spec.source, line=line, column=col)
+
+
+def _layout_weight(layer: Layer, j: int, value: Any, shape: Shape | None,
+                   dtype: Any) -> np.ndarray:
+    """An initializer's value as weight j of ``layer``: :func:`_fix_weight`, after putting
+    it in the layer's canonical layout when the layer has one for its input ``shape``."""
+    layout = getattr(layer, "layout_weight", None)
+    if layout is None or shape is None:
+        return _fix_weight(layer, j, value, dtype)
+    arr = layout(j, np.asarray(value), shape)
+    fixed = _fix_weight(layer, j, arr, dtype)
+    if fixed.shape != arr.shape and fixed.size == arr.size:
+        fixed = np.ascontiguousarray(fixed.reshape(arr.shape))
+    return fixed
 
 
 def save_weights(path: str | Path, spec: Spec, weights: Sequence[Sequence[Any]]) -> None:
@@ -138,6 +212,8 @@ class Net:
             dtype = next((w.dtype for ws in self.weights for w in ws), np.float32)
         #: the data type inputs are cast to (float32; float64 for gradient checks)
         self.dtype = np.dtype(dtype)
+        #: buffers the layers reuse from one simplenn call to the next
+        self.workspace = Workspace()
 
     @property
     def layers(self) -> tuple[Layer, ...]:

@@ -23,6 +23,7 @@ on stdout. Every epoch prints one line, and the last line summarises the run.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -57,11 +58,18 @@ from .train import Accumulator, EpochStats, Trainer, TrainOptions, multiclass_er
 
 PROGRESS_INTERVAL = 5.0
 PROGRESS_MODES = ("auto", "bar", "lines", "off")
+#: curves.png is redrawn after an epoch when this many seconds passed since the last drawing
+#: (and always after the last epoch)
+PLOT_INTERVAL = 10.0
 
 
 class RunError(RuntimeError):
     """A run stopped by a runtime failure (a non-finite loss, a file that cannot be written).
     The message says what happened and which checkpoint is intact (exit status 1)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training, after the run has said how to resume."""
 
 
 @dataclass
@@ -95,6 +103,11 @@ def _interval() -> float:
         except ValueError:
             pass
     return PROGRESS_INTERVAL
+
+
+def _rate(images_per_s: float) -> str:
+    r = images_per_s
+    return f"{r:,.0f}" if r >= 100 else f"{r:.1f}" if r >= 1 else f"{r:.2f}"
 
 
 def _fmt_stats(st: Mapping[str, Any]) -> str:
@@ -152,14 +165,14 @@ class Progress:
                 self._bar = self._tqdm(total=nb, desc=self._label, unit="batch", leave=False,
                                        file=self.err, dynamic_ncols=True)
             self._bar.set_postfix_str(f"objective {st.objective:.4f} top1err {st.top1err:.4f} "
-                                      f"{rate:,.0f} img/s", refresh=False)
+                                      f"{_rate(rate)} img/s", refresh=False)
             self._bar.update(b - self._bar.n)
         elif self.mode == "lines":
             now = time.perf_counter()
             if now - self._last >= self.interval:
                 self._last = now
                 print(f"  {self._label}: batch {b}/{nb} objective {st.objective:.4f} "
-                      f"top1err {st.top1err:.4f} ({rate:,.0f} img/s)", file=self.out,
+                      f"top1err {st.top1err:.4f} ({_rate(rate)} img/s)", file=self.out,
                       flush=True)
 
     def close(self) -> None:
@@ -175,7 +188,7 @@ class Progress:
             text += f" | val {_fmt_stats(val)}"
         secs = tr["time"] + (val["time"] if val is not None else 0.0)
         self.close()
-        self.say(f"{text} ({secs:.1f} s, {rate:,.0f} img/s)")
+        self.say(f"{text} ({_duration(secs)}, {_rate(rate)} img/s)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,6 +263,11 @@ def _check_labels(net: Net, shape: tuple[int, int, int], ds: Dataset) -> None:
                         f"network gives {k} class scores before '{last.name}'")
 
 
+def _quiet_fp() -> Any:
+    """No NumPy overflow warnings: a non-finite loss is reported once, by epoch and batch."""
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
+
+
 def _remove_old(out_dir: Path) -> int:
     n = 0
     for _, p in list_checkpoints(out_dir):
@@ -269,7 +287,8 @@ def run(spec_path: str | Path, *, backend: str = "numpy", epochs: int | None = N
     ``auto`` (bar on a terminal, else lines), ``bar``, ``lines`` or ``off``.
 
     Raises SpecError (input errors, a checkpoint of another spec), RunError (a non-finite
-    loss, a file that cannot be written) and KeyboardInterrupt (after printing how to resume).
+    loss, a file that cannot be written) and RunInterrupted, a KeyboardInterrupt (after
+    printing how to resume).
     """
     t0 = time.perf_counter()
     out_stream = stdout or sys.stdout
@@ -299,9 +318,10 @@ def run(spec_path: str | Path, *, backend: str = "numpy", epochs: int | None = N
                 f"start over in {out_dir}, or --out DIR for a new folder")
 
     init_seed = spec.seed if seed is None else seed
-    weights = ckpt.weights(spec) if ckpt is not None else None
-    net = Net(spec, resolve_weights(spec, embedded, weights, init_seed, defines), backend,
-              init_seed)
+    # a checkpoint's arrays are net.weights as saved (canonical layout): used as they are
+    weights = (ckpt.weights(spec) if ckpt is not None
+               else resolve_weights(spec, embedded, None, init_seed, defines))
+    net = Net(spec, weights, backend, init_seed)
     shape = spec.input or ds.image_shape
     net.info(shape)
     _check_labels(net, shape, ds)
@@ -326,7 +346,7 @@ def run(spec_path: str | Path, *, backend: str = "numpy", epochs: int | None = N
     params = sum(int(w.size) for ws in net.weights for w in ws)
     prog.say(f"{spec.name}: {len(spec.layers)} layers, {params:,} parameters, "
              f"{net.backend.name}; data: {ds.description}; batch {opts.batchSize}, "
-             f"{n_epochs} epochs -> {out_dir}/")
+             f"{n_epochs} epoch{'s' if n_epochs != 1 else ''} -> {out_dir}/")
     if ckpt is not None:
         prog.say(f"resuming from {ckpt.path} (epoch {ckpt.epoch} of {n_epochs} done)")
     result = RunResult(out_dir, stats, start, start, net, ds,
@@ -343,13 +363,15 @@ def run(spec_path: str | Path, *, backend: str = "numpy", epochs: int | None = N
         cmd = resume_command(spec_path, backend=backend, epochs=epochs, out=out, seed=seed,
                              defines=defines)
         plot_note = True
+        last_plot = -math.inf
         epoch = start + 1
         try:
             for epoch in range(start + 1, n_epochs + 1):
                 prog.start(epoch, "train")
                 try:
-                    tr = trainer.train_epoch(epoch, ds.x_train, ds.y_train,
-                                             on_batch=prog.on_batch)
+                    with _quiet_fp():
+                        tr = trainer.train_epoch(epoch, ds.x_train, ds.y_train,
+                                                 on_batch=prog.on_batch)
                 except FloatingPointError as exc:
                     prog.close()
                     last = (f"the last good checkpoint {result.checkpoint} is intact"
@@ -358,7 +380,8 @@ def run(spec_path: str | Path, *, backend: str = "numpy", epochs: int | None = N
                 val: EpochStats | None = None
                 if has_val:
                     prog.start(epoch, "val")
-                    val = trainer.evaluate(ds.x_test, ds.y_test, on_batch=prog.on_batch)
+                    with _quiet_fp():
+                        val = trainer.evaluate(ds.x_test, ds.y_test, on_batch=prog.on_batch)
                 prog.close()
                 entry = {"epoch": epoch, "train": tr.as_dict(),
                          "val": val.as_dict() if val is not None else None}
@@ -372,9 +395,15 @@ def run(spec_path: str | Path, *, backend: str = "numpy", epochs: int | None = N
                     prev = result.checkpoint
                     keep = (f"{prev} is intact" if prev is not None
                             else "no checkpoint was written")
-                    raise RunError(f"{exc}; the run stopped at epoch {epoch}: {keep}; free "
-                                   f"some space and resume with: {cmd}") from None
+                    cause = exc.__cause__
+                    full = getattr(cause, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+                    fix = "free some space and resume" if full else "resume"
+                    raise RunError(f"{exc}; the run stopped at epoch {epoch}: {keep}; {fix} "
+                                   f"with: {cmd}") from None
                 prog.epoch_line(entry)
+                if epoch < n_epochs and time.perf_counter() - last_plot < PLOT_INTERVAL:
+                    continue  # short epochs: redraw at most every PLOT_INTERVAL seconds
+                last_plot = time.perf_counter()
                 try:
                     drawn = plot_curves(stats, out_dir / "curves.png", spec.name)
                 except Exception as exc:  # a plot must never stop a run
@@ -388,24 +417,38 @@ def run(spec_path: str | Path, *, backend: str = "numpy", epochs: int | None = N
             prog.close()
             where = (f"the last complete checkpoint is {result.checkpoint}"
                      if result.checkpoint is not None else "no checkpoint was written yet")
-            print(f"\ninterrupted during epoch {epoch}; {where}. Resume with:\n  {cmd}",
+            when = "after" if result.end_epoch >= epoch else "during"
+            print(f"\ninterrupted {when} epoch {epoch}; {where}. Resume with:\n  {cmd}",
                   file=err_stream, flush=True)
-            raise
+            raise RunInterrupted from None
     result.wall_time = time.perf_counter() - t0
     prog.say(summary_line(result))
     return result
+
+
+def _duration(secs: float) -> str:
+    if secs < 10:
+        return f"{secs:.2f} s"
+    if secs < 120:
+        return f"{secs:.1f} s"
+    m, s = divmod(round(secs), 60)
+    return f"{m} min {s} s" if m < 60 else f"{m // 60} h {m % 60} min"
 
 
 def summary_line(result: RunResult) -> str:
     """The last line of a run: epochs, final accuracy, wall time, output folder."""
     final = result.final
     if result.end_epoch > result.start_epoch:
-        done = (f"trained epochs {result.start_epoch + 1}-{result.end_epoch} of "
-                f"{result.end_epoch}" if result.start_epoch else
-                f"trained {result.end_epoch} epoch{'s' if result.end_epoch != 1 else ''}")
+        first, last = result.start_epoch + 1, result.end_epoch
+        if not result.start_epoch:
+            done = f"trained {last} epoch{'s' if last != 1 else ''}"
+        elif first == last:
+            done = f"trained epoch {last} of {last}"
+        else:
+            done = f"trained epochs {first}-{last} of {last}"
     else:
         done = f"{result.end_epoch} epochs already trained"
-    text = f"done: {result.net.name}: {done} in {result.wall_time:.1f} s"
+    text = f"done: {result.net.name}: {done} in {_duration(result.wall_time)}"
     if final is not None:
         part = "val" if final.get("val") is not None else "train"
         err = final[part]["top1err"]
@@ -575,8 +618,9 @@ def evaluate(source: str | Path, *, weights: str | Path | None = None, backend: 
         prog.mode = "off"
     prog.start(1, "eval", label="eval")
     try:
-        stats, rows = evaluate_classes(net, ds.x_test, ds.y_test, opts.batchSize, classes,
-                                       on_batch=prog.on_batch)
+        with _quiet_fp():
+            stats, rows = evaluate_classes(net, ds.x_test, ds.y_test, opts.batchSize,
+                                           classes, on_batch=prog.on_batch)
     finally:
         prog.close()
     return EvalResult(net, ds, stats, rows, origin, notes)

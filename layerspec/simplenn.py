@@ -38,7 +38,8 @@ class Res:
 
 def simplenn(net: Net, x: Any, dzdy: Any = None, labels: Any = None, mode: str = "normal",
              rng: np.random.Generator | None = None,
-             masks: Mapping[int, Any] | None = None) -> list[Res]:
+             masks: Mapping[int, Any] | None = None,
+             step: tuple[int, ...] | None = None) -> list[Res]:
     """Run ``net`` forward on ``x`` (``(N, H, W, C)``) and, when ``dzdy`` is given, backward.
 
     labels: 0-based class indices, ``(N,)`` or ``(N, H', W')``; ``-1`` = ignore.
@@ -46,6 +47,8 @@ def simplenn(net: Net, x: Any, dzdy: Any = None, labels: Any = None, mode: str =
     rng: generator for dropout masks (default ``net.rng``).
     masks: ``{layer index: mask}`` — recorded dropout masks (already scaled) used instead of
     drawing new ones, to replay a MatConvNet run.
+    step: ``(epoch, batch)`` of a training step (the trainer passes it); dropout layers with
+    a ``seed`` draw their masks from it (see ``layers/dropout.py``).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -56,7 +59,8 @@ def simplenn(net: Net, x: Any, dzdy: Any = None, labels: Any = None, mode: str =
     if x.ndim != 4:
         raise DataError(f"input must be (N, H, W, C), got shape {tuple(x.shape)}")
     lab = None if labels is None else be.asarray(labels)
-    ctx = Context(backend=be, mode=mode, labels=lab, rng=rng if rng is not None else net.rng)
+    ctx = Context(backend=be, mode=mode, labels=lab, rng=rng if rng is not None else net.rng,
+                  step=step, workspace=getattr(net, "workspace", None))
     masks = masks or {}
     n_layers = len(net.layers)
     res = [Res() for _ in range(n_layers + 1)]

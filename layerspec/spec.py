@@ -88,6 +88,17 @@ class _Ctx:
     def __init__(self, file: str | None, weights_supplied: bool = False) -> None:
         self.file = file
         self.weights_supplied = weights_supplied
+        self.vars: list[tuple[str, Any]] = []
+        self.defines: dict[str, Any] = {}
+
+    def names(self) -> dict[str, Any]:
+        """The spec's ``vars`` evaluated (random ones with a throw-away generator)."""
+        names: dict[str, Any] = {}
+        rng = np.random.default_rng(0)
+        for name, value in self.vars:
+            names[name] = evaluate(value, names=names, rng=rng, defines=self.defines) \
+                if isinstance(value, str) else value
+        return names
 
     def error(self, message: str, pos: Pos = NOWHERE) -> SpecError:
         return SpecError(message, file=self.file, line=pos[0], column=pos[1])
@@ -211,9 +222,24 @@ def _parse_field(f: dataclasses.Field, value: Any, ctx: _Ctx, where: str, contai
             return None
         items = _as_list(value)
         if items is None:
-            return (_as_float(value, what, ctx, pos, raw),)
-        return tuple(_as_float(x, what, ctx, _pos(value, i) if isinstance(value, YSeq) else pos,
-                               _raw_text(value, i)) for i, x in enumerate(items))
+            out = (_as_float(value, what, ctx, pos, raw),)
+        else:
+            out = tuple(_as_float(x, what, ctx,
+                                  _pos(value, i) if isinstance(value, YSeq) else pos,
+                                  _raw_text(value, i)) for i, x in enumerate(items))
+        length = meta.get("length")
+        if length is not None and len(out) != length:
+            raise ctx.error(f"{what}: expected {length} numbers ({meta['doc'].split(':')[0]}), "
+                            f"got {len(out)}", pos)
+        return out
+    if kind == "bool":
+        if isinstance(value, np.ndarray) and value.size == 1:
+            value = value.reshape(()).item()
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        if _is_number(value) and float(value) in (0.0, 1.0):
+            return bool(value)
+        raise ctx.error(f"{what}: expected true or false, got {_describe(value, raw)}", pos)
     raise AssertionError(f"unknown field kind {kind}")
 
 
@@ -247,9 +273,20 @@ class WeightInit:
 
 
 def _parse_weights(value: Any, ctx: _Ctx, where: str, container: Any, key: str,
-                   count: int) -> tuple[tuple[WeightInit, ...] | None, list[np.ndarray] | None]:
-    """``weights:`` as initializer expressions (YAML) or arrays (a ported ``.mat``)."""
+                   count: int, min_count: int | None = None,
+                   ) -> tuple[tuple[WeightInit, ...] | None, list[np.ndarray] | None]:
+    """``weights:`` as initializer expressions (YAML) or arrays (a ported ``.mat``).
+
+    A bnorm layer may leave out its moments (``min_count`` entries): like
+    ``vl_simplenn_tidy``, they become ``zeros(C, 2, 'single')``."""
     pos = _pos(container, key)
+    if (min_count is not None and isinstance(value, (list, tuple))
+            and min_count <= len(value) < count):
+        inits, arrays = _parse_weights(value, ctx, where, container, key, len(value))
+        if arrays is not None:
+            c = arrays[0].size
+            return None, arrays + [np.zeros((c, 2), dtype=arrays[0].dtype)]
+        return inits + (_moments_init(inits[0], ctx, where),), None
     if isinstance(value, str):
         raise ctx.error(f"{where}: weights: expected a list of {count} initializers "
                         f"(e.g. [\"0.01*randn(5,5,1,20,'single')\", \"zeros(1,20,'single')\"]), "
@@ -281,7 +318,24 @@ def _parse_weights(value: Any, ctx: _Ctx, where: str, container: Any, key: str,
     return tuple(inits), None
 
 
-LAYER_WEIGHT_DOC = {"conv": ("filters [h w in out]", "biases [out] or []")}
+def _moments_init(g: WeightInit, ctx: _Ctx, where: str) -> WeightInit:
+    """``zeros(C,2,'single')`` for a bnorm layer given only {g, b}; C is the number of
+    elements of g's initializer (evaluated with a throw-away generator: sizes do not
+    depend on random draws)."""
+    try:
+        value = evaluate(g.expr, names=ctx.names(), rng=np.random.default_rng(0),
+                         defines=ctx.defines)
+        c = int(np.asarray(value).size)
+    except (ExpressionError, SpecError, ValueError, TypeError):
+        raise ctx.error(f"{where}: weights: cannot tell the number of channels from "
+                        f"{g.expr!r} to make the moments; give them as a third initializer, "
+                        f"e.g. \"zeros(C,2,'single')\"", (g.line, g.column)) from None
+    return WeightInit(f"zeros({c},2,'single')", g.line, g.column)
+
+
+LAYER_WEIGHT_DOC = {"conv": ("filters [h w in out]", "biases [out] or []"),
+                    "convt": ("filters [h w out in]", "biases [out*numGroups] or []"),
+                    "bnorm": ("g [C]", "b [C]", "optionally moments [C 2]")}
 
 
 def tidy_layer(raw: Any, index: int, ctx: _Ctx, pos: Pos,
@@ -334,7 +388,8 @@ def tidy_layer(raw: Any, index: int, ctx: _Ctx, pos: Pos,
             known = [f for f in fields if f != "weights" or cls.weight_names]
             raise ctx.error(f"{where}: unknown field '{key}'" + did_you_mean(key, known), kpos)
         if target == "weights":
-            inits, given = _parse_weights(raw[key], ctx, where, raw, key, len(cls.weight_names))
+            inits, given = _parse_weights(raw[key], ctx, where, raw, key, len(cls.weight_names),
+                                          getattr(cls, "min_weights", None))
             kwargs["weights"] = inits
             continue
         value = _parse_field(fields[target], raw[key], ctx, where, raw, key)
@@ -356,30 +411,36 @@ def tidy_layer(raw: Any, index: int, ctx: _Ctx, pos: Pos,
         if seq[0] is None:
             raise ctx.error(f"{where}: 'biases' given without 'filters'",
                             _key_pos(raw, "biases"))
-        if all(isinstance(v, np.ndarray) for v in seq):
+        if all(isinstance(v, np.ndarray) for v in seq) and ltype != "bnorm":
             given = [np.asarray(v) for v in seq]
             kwargs["weights"] = None
         else:
             kwargs["weights"], given = _parse_weights(
                 [s if not (isinstance(s, list) and not s) else "[]" for s in seq], ctx, where,
-                raw, "filters", len(cls.weight_names))
+                raw, "filters", len(cls.weight_names), getattr(cls, "min_weights", None))
     for name, f in fields.items():
         if name not in kwargs and f.default is dataclasses.MISSING:
             raise ctx.error(f"{where}: missing required field '{name}' ({f.metadata['doc']})",
                             pos)
     if (cls.weight_names and kwargs.get("weights") is None and given is None
-            and not ctx.weights_supplied):
+            and not ctx.weights_supplied and not getattr(cls, "default_init", False)):
         raise ctx.error(f"{where}: missing 'weights': give initializers, e.g. weights: "
                         f"[\"0.01*randn(5,5,1,20,'single')\", \"zeros(1,20,'single')\"], or "
                         f"load them with a top-level 'weights: file.npz'", pos)
     for mult in ("learningRate", "weightDecay"):
         vals = kwargs.get(mult)
-        if vals is not None and len(vals) != len(cls.weight_names):
+        allowed = {len(cls.weight_names)}
+        if mult == "weightDecay" and ltype == "bnorm":
+            allowed.add(2)  # cnn_mnist_init's [0 0]: the moments are never decayed
+        if vals is not None and len(vals) not in allowed:
             raise ctx.error(f"{where}: {mult}: expected {len(cls.weight_names)} multipliers "
                             f"(one per weight array), got {len(vals)}", _pos(raw, mult))
     if not kwargs.get("name"):
         kwargs["name"] = f"layer{index + 1}"
-    layer = cls(**kwargs)
+    try:
+        layer = cls(**kwargs)
+    except SpecError as err:
+        raise ctx.error(err.message, pos) from None
     object.__setattr__(layer, "_pos", pos)
     return layer, given
 
@@ -563,6 +624,7 @@ def tidy(raw: Any, *, file: str | None = None, weights_supplied: bool = False,
                 raise ctx.error(f"defines: {k}: expected a number, got "
                                 f"{_describe(x, _raw_text(d, k))}", _pos(d, k))
             defines.append((str(k), x))
+    ctx.vars, ctx.defines = vars_, dict(defines)
     layers_raw = raw["layers"]
     if not isinstance(layers_raw, (list, tuple)) or not layers_raw:
         raise ctx.error("layers: expected a non-empty list of layer structs",

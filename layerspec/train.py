@@ -197,7 +197,11 @@ def _update(xp: Any, w: Any, g: Any, st: dict[str, Any], opts: TrainOptions, lr:
 
 def apply_update(net: Net, dzdw: Sequence[Sequence[Any]], state: list[list[dict[str, Any]]],
                  opts: TrainOptions, lr: float) -> None:
-    """cnn_train's accumulateGradients for one batch: updates ``net.weights`` in place."""
+    """cnn_train's accumulateGradients for one batch: updates ``net.weights`` in place.
+
+    bnorm moments (j = 2) are not a gradient step: ``M = (1 - r) M + r * moments_batch``
+    with ``r = layer.learningRate[2]`` (1 without learningRate), no global rate, decay or
+    momentum."""
     xp = net.backend.xp
     for i in range(len(net.layers) - 1, -1, -1):
         layer = net.layers[i]
@@ -207,6 +211,10 @@ def apply_update(net: Net, dzdw: Sequence[Sequence[Any]], state: list[list[dict[
             if w.size == 0:
                 continue
             g = dzdw[i][j]
+            if layer.type == "bnorm" and j == 2:
+                r = lrs[2]
+                net.weights[i][j] = w * w.dtype.type(1 - r) + w.dtype.type(r) * g
+                continue
             decay = opts.weightDecay * wds[j]
             if decay:
                 g = g + w.dtype.type(decay) * w
@@ -257,7 +265,8 @@ class Trainer:
             batch = idx[b * bs:(b + 1) * bs]
             xb = be.asarray(x[batch], dtype=self.net.dtype)
             yb = be.asarray(y[batch])
-            res = simplenn(self.net, xb, dzdy=1.0, labels=yb, mode="normal", rng=rng)
+            res = simplenn(self.net, xb, dzdy=1.0, labels=yb, mode="normal", rng=rng,
+                           step=(epoch, b + 1))
             loss = float(res[-1].x)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"the loss is {loss} at epoch {epoch}, batch {b + 1}: "

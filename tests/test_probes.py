@@ -119,9 +119,14 @@ def _net_probe(name: str, M: dict[str, Any], var: str) -> tuple[dict[str, Any], 
     return raw_spec_from_net(net, name=name), cls
 
 
+#: vl_nnloss options of the probes in misc_layers.mat other than the defaults (README (i))
+LOSS_OPTIONS = {"topkerror_k2": {"topK": 2}, "binaryerror_t05": {"threshold": 0.5}}
+
+
 def misc_probes() -> list[tuple[Probe, tuple[str, ...]]]:
-    """(probe, layer types it needs). Loss types other than softmaxlog (classerror, mhinge,
-    ...) cannot be selected from a SimpleNN net, so they are not probed here."""
+    """(probe, layer types it needs). Every vl_nnloss type is probed through a `loss` layer
+    whose `loss`/`topK`/`threshold` fields select the option (a layerspec extension:
+    MatConvNet's SimpleNN always calls vl_nnloss with its defaults)."""
     M = load_mat("misc_layers")
     out: list[tuple[Probe, tuple[str, ...]]] = []
 
@@ -140,7 +145,7 @@ def misc_probes() -> list[tuple[Probe, tuple[str, ...]]]:
                   _t(M["spnorm_x"]), _t(M["spnorm_dzdy"]),
                   expect={"y": _t(M[f"{key}_y"]), "dzdx": _t(M[f"{key}_dzdx"])}), "spnorm")
 
-    # pdist: the target x0 goes in as `labels` (SimpleNN's layer.class) in NHWC.
+    # pdist: the target x0 goes in as `labels` (SimpleNN's per-batch layer.class) in NHWC.
     # Direct vl_nnpdist calls default to epsilon 1e-6 (tidy gives a SimpleNN layer 1e-3).
     cases = M["cases"]
     k = len(cases) // 3  # an 8 x 3 cell {name, p, opts}, flattened column-major
@@ -184,6 +189,17 @@ def misc_probes() -> list[tuple[Probe, tuple[str, ...]]]:
                       labels_from_matlab(M[c], n),
                       expect={"y": scalar(M[f"loss_{v}_y"]), "dzdx": _t(M[f"loss_{v}_dzdx"])}),
                 t)
+    # every vl_nnloss type: loss_cases is a 14 x 3 cell {name, x variable, label variable}
+    lc = M["loss_cases"]
+    k = len(lc) // 3
+    for v, xvar, cvar in zip(lc[:k], lc[k:2 * k], lc[2 * k:], strict=True):
+        kind = v.removesuffix("_img").removesuffix("_k2").removesuffix("_t05")
+        # binary losses take +1/-1 labels (0 = ignore) of the scores' shape, as they are
+        labels = _t(M[cvar]) if cvar == "loss_bc" else labels_from_matlab(M[cvar], n)
+        add(Probe(f"loss_type_{v}", {"type": "loss", "loss": kind, **LOSS_OPTIONS.get(v, {})},
+                  _t(M[xvar]), dzdy, labels,
+                  expect={"y": scalar(M[f"loss_{v}_y"]), "dzdx": _t(M[f"loss_{v}_dzdx"])}),
+            "loss")
     return out
 
 

@@ -359,6 +359,10 @@ def run_memory(wl: Workload, side: str, args: argparse.Namespace) -> float:
     peak = runner.device_peak()
     if peak is not None:
         return peak
+    # VmHWM belongs to this process image; ru_maxrss would include the parent's peak at fork
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -409,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
 
     limiter = limit_threads(args.threads or None)  # noqa: F841 (kept alive)
     threads = args.threads or blas_threads() or os.cpu_count() or 1
-    torch_ok = args.torch and have_torch()
+    child_side = args._child.split(":")[1] if args._child else None
+    torch_ok = args.torch and child_side != "layerspec" and have_torch()
     if torch_ok:
         import torch  # noqa: PLC0415
 
@@ -457,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         print_table({name: r}, header=len(results) == 1)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
-    mem_kind = "device MiB in use" if args.backend == "cupy" else "RSS MB (ru_maxrss)"
+    mem_kind = "device MiB in use" if args.backend == "cupy" else "RSS MB (VmHWM)"
     print(f"# ms = median over {args.repeats} interleaved rounds after warm-up; ratio = "
           f"layerspec / PyTorch (NCHW, channels_last); peak = {mem_kind} of a training run, "
           f"one process per side")

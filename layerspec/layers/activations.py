@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..workspace import workspace_of
 from .base import Context, Layer, param
 
 
@@ -20,12 +21,20 @@ class ReLU(Layer):
     def forward(self, x: Any, w: list[Any], ctx: Context, aux: Any = None) -> tuple[Any, Any]:
         xp = ctx.xp
         if self.leak == 0:
-            return xp.maximum(x, 0), None
+            y = workspace_of(ctx).empty(xp, (id(self), "y"), x.shape, x.dtype)
+            return xp.maximum(x, x.dtype.type(0), out=y), None
         return xp.where(x > 0, x, x * x.dtype.type(self.leak)), None
 
     def backward(self, x: Any, y: Any, aux: Any, w: list[Any], dy: Any,
                  ctx: Context) -> tuple[Any, list[Any]]:
         xp = ctx.xp
+        if self.leak == 0:
+            # dy * [x > 0], branch-free (same numbers as the select)
+            ws = workspace_of(ctx)
+            pos = ws.empty(xp, (id(self), "pos"), x.shape, bool)
+            xp.greater(x, x.dtype.type(0), out=pos)
+            dx = ws.empty(xp, (id(self), "dx"), dy.shape, dy.dtype)
+            return xp.multiply(dy, pos, out=dx), []
         return xp.where(x > 0, dy, dy * dy.dtype.type(self.leak)), []
 
 

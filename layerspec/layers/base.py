@@ -45,12 +45,17 @@ class Context:
     mode: ``"normal"`` (training: dropout active) or ``"test"``.
     labels: backend array of 0-based labels, ``(N,)`` or ``(N, H, W)``, ``-1`` = ignore.
     rng: host generator for random draws (dropout masks).
+    step: ``(epoch, batch)`` (1-based) of a training step, set by the trainer, or ``None``;
+    dropout layers with a ``seed`` derive their masks from it.
     """
 
     backend: Backend
     mode: str = "normal"
     labels: Any = None
     rng: Any = None
+    step: tuple[int, ...] | None = None
+    #: the net's :class:`~layerspec.workspace.Workspace` (buffers reused across steps) or None
+    workspace: Any = None
 
     @property
     def xp(self) -> Any:

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ShapeError
-from .base import Context, Layer, Shape, pad_hw, param, window
+from ..workspace import NO_WORKSPACE, Workspace, workspace_of
+from .base import Context, Layer, Shape, param, window
+from .conv import padded
 
 
 def window_counts(xp: Any, n_in: int, k: int, s: int, p0: int, n_out: int) -> Any:
@@ -66,49 +68,133 @@ class Pool(Layer):
         return (ch[:, None] * cw[None, :]).astype(dtype)[:, :, None]
 
     def forward(self, x: Any, w: list[Any], ctx: Context, aux: Any = None) -> tuple[Any, Any]:
-        xp = ctx.xp
-        n, h, wd, c = x.shape
-        ho, wo = self._out(h, wd)
-        (ph, pw), (sy, sx) = self.pool, self.stride
-        if self.method == "max":
-            xpad = pad_hw(xp, x, self.pad, -xp.inf)
-            best = window(xpad, 0, 0, sy, sx, ho, wo).copy()
-            arg = xp.zeros(best.shape, dtype=xp.int32)
-            # column-major scan (v outer, u inner); strict '>' keeps the first maximum
-            for v in range(pw):
-                for u in range(ph):
-                    if u == 0 and v == 0:
-                        continue
-                    cand = window(xpad, u, v, sy, sx, ho, wo)
-                    better = cand > best
-                    best = xp.where(better, cand, best)
-                    arg[better] = v * ph + u
-            return best, arg
-        xpad = pad_hw(xp, x, self.pad, 0.0)
-        acc = window(xpad, 0, 0, sy, sx, ho, wo).copy()
-        for v in range(pw):
-            for u in range(ph):
-                if u or v:
-                    acc += window(xpad, u, v, sy, sx, ho, wo)
-        counts = self._counts(xp, h, wd, ho, wo, x.dtype)
-        return acc / counts, counts
+        return pool_forward(ctx.xp, x, self.method, self.pool, self.stride, self.pad,
+                            workspace_of(ctx), id(self))
 
     def backward(self, x: Any, y: Any, aux: Any, w: list[Any], dy: Any,
                  ctx: Context) -> tuple[Any, list[Any]]:
-        xp = ctx.xp
-        n, h, wd, c = x.shape
-        _, ho, wo, _ = dy.shape
-        (ph, pw), (sy, sx), (pt, pb, pl, pr) = self.pool, self.stride, self.pad
-        dxpad = xp.zeros((n, h + pt + pb, wd + pl + pr, c), dtype=dy.dtype)
-        if self.method == "max":
-            zero = xp.zeros((), dtype=dy.dtype)
-            for v in range(pw):
-                for u in range(ph):
-                    window(dxpad, u, v, sy, sx, ho, wo)[...] += xp.where(aux == v * ph + u, dy,
-                                                                         zero)
-        else:
-            g = dy / aux
-            for v in range(pw):
-                for u in range(ph):
-                    window(dxpad, u, v, sy, sx, ho, wo)[...] += g
-        return xp.ascontiguousarray(dxpad[:, pt:pt + h, pl:pl + wd, :]), []
+        return pool_backward(ctx.xp, x, y, aux, dy, self.method, self.pool, self.stride,
+                             self.pad, workspace_of(ctx), id(self)), []
+
+
+def _disjoint(pool: tuple[int, int], stride: tuple[int, int],
+              pad: tuple[int, int, int, int]) -> bool:
+    """Non-overlapping windows without padding (each input cell in at most one window)."""
+    return tuple(stride) == tuple(pool) and not any(pad)
+
+
+def _out(h: int, w: int, pool: tuple[int, int], stride: tuple[int, int],
+         pad: tuple[int, int, int, int]) -> tuple[int, int]:
+    (ph, pw), (sy, sx), (pt, pb, pl, pr) = pool, stride, pad
+    return (h + pt + pb - ph) // sy + 1, (w + pl + pr - pw) // sx + 1
+
+
+def counts(xp: Any, h: int, w: int, pool: tuple[int, int], stride: tuple[int, int],
+           pad: tuple[int, int, int, int], ho: int, wo: int, dtype: Any) -> Any:
+    """In-image cells of every window, ``(Ho, Wo, 1)``."""
+    ch = window_counts(xp, h, pool[0], stride[0], pad[0], ho)
+    cw = window_counts(xp, w, pool[1], stride[1], pad[2], wo)
+    return (ch[:, None] * cw[None, :]).astype(dtype)[:, :, None]
+
+
+def pool_forward(xp: Any, x: Any, method: str, pool: tuple[int, int], stride: tuple[int, int],
+                 pad: tuple[int, int, int, int], ws: Workspace | None = None, key: Any = None,
+                 fast: bool = True) -> tuple[Any, Any]:
+    """``(y, aux)``: max (aux None; backward finds the first maximum again) or avg (aux the
+    window counts). ``fast=False`` skips the separable max (the reference path)."""
+    ws = NO_WORKSPACE if ws is None else ws
+    n, h, wd, c = x.shape
+    ho, wo = _out(h, wd, pool, stride, pad)
+    (ph, pw), (sy, sx) = pool, stride
+    if method == "max":
+        xpad = padded(xp, x, pad, ws, (key, "xpad"), -xp.inf)
+        y = ws.empty(xp, (key, "y"), (n, ho, wo, c), x.dtype)
+        if fast and ph > 1 and pw > 1:
+            # separable: max over the window rows, then over the columns
+            wp = xpad.shape[2]
+            rows = ws.empty(xp, (key, "rows"), (n, ho, wp, c), x.dtype)
+            xp.maximum(xpad[:, 0:sy * (ho - 1) + 1:sy], xpad[:, 1:1 + sy * (ho - 1) + 1:sy],
+                       out=rows)
+            for u in range(2, ph):
+                xp.maximum(rows, xpad[:, u:u + sy * (ho - 1) + 1:sy], out=rows)
+            xp.maximum(rows[:, :, 0:sx * (wo - 1) + 1:sx], rows[:, :, 1:1 + sx * (wo - 1) + 1:sx],
+                       out=y)
+            for v in range(2, pw):
+                xp.maximum(y, rows[:, :, v:v + sx * (wo - 1) + 1:sx], out=y)
+            del rows
+            return y, None
+        y[...] = window(xpad, 0, 0, sy, sx, ho, wo)
+        for v in range(pw):
+            for u in range(ph):
+                if u or v:
+                    xp.maximum(y, window(xpad, u, v, sy, sx, ho, wo), out=y)
+        return y, None
+    xpad = padded(xp, x, pad, ws, (key, "xpad"), 0.0)
+    acc = ws.empty(xp, (key, "y"), (n, ho, wo, c), x.dtype)
+    acc[...] = window(xpad, 0, 0, sy, sx, ho, wo)
+    for v in range(pw):
+        for u in range(ph):
+            if u or v:
+                acc += window(xpad, u, v, sy, sx, ho, wo)
+    cnt = counts(xp, h, wd, pool, stride, pad, ho, wo, x.dtype)
+    acc /= cnt
+    return acc, cnt
+
+
+def pool_backward(xp: Any, x: Any, y: Any, aux: Any, dy: Any, method: str,
+                  pool: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int, int, int],
+                  ws: Workspace | None = None, key: Any = None, fast: bool = True) -> Any:
+    """dX. Max: the window's derivative goes to its first maximum in column-major scan order,
+    found branch-free: ``r`` holds what is still to be placed (dY), and each offset in scan
+    order takes ``t = r * [x == y]`` and leaves ``r - t`` (0 once placed) for the next.
+    ``fast=False`` always takes the general (overlapping, padded) path."""
+    ws = NO_WORKSPACE if ws is None else ws
+    n, h, wd, c = x.shape
+    _, ho, wo, _ = dy.shape
+    (ph, pw), (sy, sx), (pt, pb, pl, pr) = pool, stride, pad
+    if method != "max":
+        g = ws.empty(xp, (key, "g"), dy.shape, dy.dtype)
+        xp.divide(dy, aux, out=g)
+        dxpad = ws.zeros(xp, (key, "dxpad"), (n, h + pt + pb, wd + pl + pr, c), dy.dtype)
+        for v in range(pw):
+            for u in range(ph):
+                window(dxpad, u, v, sy, sx, ho, wo)[...] += g
+        del g
+        dx = ws.empty(xp, (key, "dx"), x.shape, dy.dtype)
+        dx[...] = dxpad[:, pt:pt + h, pl:pl + wd, :]
+        return dx
+    xpad = padded(xp, x, pad, ws, (key, "xpad"), -xp.inf)
+    r = ws.empty(xp, (key, "r"), dy.shape, dy.dtype)
+    r[...] = dy
+    eq = ws.empty(xp, (key, "eq"), dy.shape, bool)
+    t = ws.empty(xp, (key, "t"), dy.shape, dy.dtype)
+    direct = fast and _disjoint(pool, stride, pad)
+    if direct:
+        # disjoint windows: every cell is written once, straight into dX
+        dx = ws.empty(xp, (key, "dx"), x.shape, dy.dtype)
+        if ho * ph < h or wo * pw < wd:
+            dx[:, ho * ph:] = 0
+            dx[:, :, wo * pw:] = 0
+        dxpad = dx
+    else:
+        dxpad = ws.zeros(xp, (key, "dxpad"), (n, h + pt + pb, wd + pl + pr, c), dy.dtype)
+    last = ph * pw - 1
+    for v in range(pw):
+        for u in range(ph):
+            xp.equal(window(xpad, u, v, sy, sx, ho, wo), y, out=eq)
+            target = window(dxpad, u, v, sy, sx, ho, wo)
+            if direct:
+                xp.multiply(r, eq, out=target)
+                if v * ph + u != last:
+                    r -= target
+            else:
+                xp.multiply(r, eq, out=t)
+                target += t
+                if v * ph + u != last:
+                    r -= t
+    del xpad, eq, t, r
+    if direct:
+        return dxpad
+    dx = ws.empty(xp, (key, "dx"), x.shape, dy.dtype)
+    dx[...] = dxpad[:, pt:pt + h, pl:pl + wd, :]
+    return dx

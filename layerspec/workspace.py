@@ -1,0 +1,89 @@
+"""Scratch and output buffers reused from one step to the next.
+
+A :class:`Workspace` belongs to one :class:`~layerspec.net.Net` (``net.workspace``) and reaches
+the layers through ``Context.workspace``. Reusing a layer's big arrays (padded inputs, im2col
+patches, outputs, gradients) instead of allocating fresh ones each step spares the page faults
+of freshly mapped memory, which cost as much as the arithmetic on small CPU workloads.
+
+Reuse is safe without any bookkeeping by the caller: a buffer is handed out again only when
+nothing but the workspace refers to it (no array, view or ``res`` record of an earlier call
+still holds it); otherwise a new one is allocated. Each key keeps up to two buffers, so a
+trainer that still holds the previous step's results while computing the next one reuses
+every buffer. Only NumPy arrays are cached; other array modules (CuPy, with its own memory
+pool) get plain allocations.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Hashable
+from typing import Any
+
+import numpy as np
+
+
+def _refs(bufs: list[Any], i: int) -> int:
+    return sys.getrefcount(bufs[i])
+
+
+#: the reference count of a cached buffer that nobody else holds (measured, not assumed)
+_FREE = _refs([np.empty(0)], 0)
+
+
+class Workspace:
+    """Per-key buffers (a key is e.g. ``(id(layer), "cols")``), reused when free."""
+
+    def __init__(self, slots: int = 2) -> None:
+        self.slots = slots
+        self._bufs: dict[Hashable, list[np.ndarray]] = {}
+
+    def empty(self, xp: Any, key: Hashable, shape: tuple[int, ...], dtype: Any) -> Any:
+        """An uninitialised array of ``shape``/``dtype``, reused from an earlier call when one
+        under ``key`` is free."""
+        shape = tuple(int(s) for s in shape)
+        if xp is not np:
+            return xp.empty(shape, dtype=dtype)
+        dtype = np.dtype(dtype)
+        bufs = self._bufs.setdefault(key, [])
+        free = -1
+        for i in range(len(bufs)):
+            if _refs(bufs, i) == _FREE:
+                if bufs[i].shape == shape and bufs[i].dtype == dtype:
+                    return bufs[i]
+                free = i
+        a = np.empty(shape, dtype=dtype)
+        if free >= 0:
+            bufs[free] = a
+        elif len(bufs) < self.slots:
+            bufs.append(a)
+        return a
+
+    def zeros(self, xp: Any, key: Hashable, shape: tuple[int, ...], dtype: Any) -> Any:
+        a = self.empty(xp, key, shape, dtype)
+        a.fill(0)
+        return a
+
+    def clear(self) -> None:
+        """Drop every cached buffer."""
+        self._bufs.clear()
+
+    @property
+    def nbytes(self) -> int:
+        return sum(b.nbytes for bufs in self._bufs.values() for b in bufs)
+
+
+class _NoWorkspace(Workspace):
+    """Plain allocation every time (used when a caller passes no workspace)."""
+
+    def empty(self, xp: Any, key: Hashable, shape: tuple[int, ...], dtype: Any) -> Any:
+        return xp.empty(tuple(int(s) for s in shape), dtype=dtype)
+
+
+#: stateless stand-in for "no workspace"
+NO_WORKSPACE: Workspace = _NoWorkspace()
+
+
+def workspace_of(ctx: Any) -> Workspace:
+    """The context's workspace, or :data:`NO_WORKSPACE`."""
+    ws = getattr(ctx, "workspace", None)
+    return NO_WORKSPACE if ws is None else ws
