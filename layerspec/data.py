@@ -28,11 +28,18 @@ A mapping with exactly one of ``dataset`` or ``path``::
 ``dataset: synthetic``
     :func:`synthetic` images of the spec's input size; ``classes`` (default 10), ``train``
     (default 1000) and ``test`` (default 200) are counts.
+``dataset: sequences``
+    :func:`sequences`: a sequence-classification task for recurrent layers (``lstm``), noisy
+    sinusoids whose frequency is the class; the spec's input ``[1, T, D]`` gives the length T
+    and the channels D. ``classes`` (default 4), ``train`` (default 2000) and ``test``
+    (default 500) are counts.
 ``path``
     Relative to the spec's folder. The format is chosen by extension, then by content:
 
     * ``.npz`` -- :func:`read_npz`: arrays ``x`` and ``y`` (or ``x_train``/``y_train``), optional
       ``x_test``/``y_test`` (or ``x_val``/``y_val``) and ``classes``. Labels are 0-based.
+      Sequences: ``x`` of shape ``(N, T, D)`` (N sequences of T steps of D features) with a spec
+      whose input is ``[1, T, D]`` are read as ``(N, 1, T, D)``, the layout ``lstm`` takes.
     * ``.mat`` -- :func:`read_imdb`: a MatConvNet ``imdb`` (``images.data`` H x W x C x N,
       ``images.labels`` 1-based, ``images.set`` 1 train / 2 val / 3 test, optional
       ``meta.classes``).
@@ -67,6 +74,14 @@ Common keys
 
 With no ``data:`` section, an input of 28x28x1 gets Fashion-MNIST and any other input gets
 synthetic data (10 classes, 1000 train / 200 test).
+
+Sequences
+---------
+A batch of sequences ``(N, T, D)`` is carried as ``(N, 1, T, D)``: height 1, width T (time),
+channels D, so a sequence spec writes ``input: [1, T, D]``. Any source whose samples come out
+``T x D x 1`` (a 3-D ``x`` of shape ``(N, T, D)``) is turned into ``1 x T x D`` when the spec's
+input is ``[1, T, D]`` (:func:`as_sequences`); with another input size a 3-D ``x`` stays what it
+always was, ``N`` grayscale images ``H x W``.
 """
 
 from __future__ import annotations
@@ -95,6 +110,8 @@ __all__ = [
     "read_idx",
     "read_imdb",
     "read_npz",
+    "as_sequences",
+    "sequences",
     "synthetic",
 ]
 
@@ -127,11 +144,12 @@ _IDX_DTYPES = {
 }
 
 _NORMALIZE_NAMES = ("mean-image", "mean-channel", "none")
-_DATASETS = ("fashion-mnist", "synthetic")
+_DATASETS = ("fashion-mnist", "synthetic", "sequences")
 _COMMON_KEYS = ("dataset", "path", "normalize", "limit", "seed")
 _KIND_KEYS: dict[str, tuple[str, ...]] = {
     "fashion-mnist": ("full",),
     "synthetic": ("classes", "train", "test"),
+    "sequences": ("classes", "train", "test"),
     "idx": ("labels", "test", "test_labels"),
     "npz": (),
     "imdb": (),
@@ -139,6 +157,7 @@ _KIND_KEYS: dict[str, tuple[str, ...]] = {
 _ALL_KEYS = tuple(dict.fromkeys(_COMMON_KEYS + sum(_KIND_KEYS.values(), ())))
 _NPZ_KEYS = ("x", "y", "x_train", "y_train", "x_test", "y_test", "x_val", "y_val", "classes")
 _SYNTHETIC_DEFAULTS = {"classes": 10, "train": 1000, "test": 200}
+_SEQUENCE_DEFAULTS = {"classes": 4, "train": 2000, "test": 500}
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,7 +232,7 @@ def load_data(section: Mapping[str, Any] | None, *, input_shape: tuple[int, int,
         if not isinstance(key, str) or key not in _ALL_KEYS:
             raise DataError(f"data: unknown key {key!r}{did_you_mean(str(key), _ALL_KEYS)}")
     if ("dataset" in section) == ("path" in section):
-        raise DataError("data: give exactly one of 'dataset' (fashion-mnist or synthetic) or "
+        raise DataError("data: give exactly one of 'dataset' (fashion-mnist, synthetic or sequences) or "
                         "'path' (a .npz, imdb .mat or idx file)")
     seed = _int(section, "seed", seed, minimum=0)
     base_dir = Path(base_dir)
@@ -233,6 +252,16 @@ def load_data(section: Mapping[str, Any] | None, *, input_shape: tuple[int, int,
         counts = {k: _int(section, k, v, minimum=minimum[k])
                   for k, v in _SYNTHETIC_DEFAULTS.items()}
         ds = synthetic(shape, counts["classes"], counts["train"], counts["test"], seed)
+    elif kind == "sequences":
+        if shape is None or shape[0] != 1:
+            got = "none" if shape is None else _size(shape)
+            raise DataError(f"data: sequences need the spec's input as [1, T, D] (T steps of D "
+                            f"features), got {got}")
+        minimum = {"classes": 2, "train": 1, "test": 0}
+        counts = {k: _int(section, k, v, minimum=minimum[k])
+                  for k, v in _SEQUENCE_DEFAULTS.items()}
+        ds = sequences(shape[1], shape[2], counts["classes"], counts["train"], counts["test"],
+                       seed)
     elif kind == "npz":
         assert path is not None
         ds = read_npz(path)
@@ -243,6 +272,9 @@ def load_data(section: Mapping[str, Any] | None, *, input_shape: tuple[int, int,
         assert path is not None
         ds = _load_idx(section, path, base_dir)
 
+    if (shape is not None and shape[0] == 1 and ds.image_shape != shape
+            and ds.image_shape == (shape[1], shape[2], 1)):
+        ds = as_sequences(ds)
     if shape is not None and ds.image_shape != shape:
         raise DataError(f"data: {ds.name} images are {_size(ds.image_shape)} but the spec's input "
                         f"is {_size(shape)}")
@@ -255,6 +287,7 @@ def load_data(section: Mapping[str, Any] | None, *, input_shape: tuple[int, int,
 _KIND_NAMES = {
     "fashion-mnist": "dataset: fashion-mnist",
     "synthetic": "dataset: synthetic",
+    "sequences": "dataset: sequences",
     "npz": "a .npz file",
     "imdb": "an imdb .mat file",
     "idx": "idx files",
@@ -792,6 +825,66 @@ def synthetic(shape: tuple[int, int, int], num_classes: int, n_train: int, n_tes
     text = (f"synthetic ({num_classes} classes, {_size((h, w, c))}, seed {seed}: "
             f"{n_train:,} train / {n_test:,} test)")
     return Dataset("synthetic", x_train, y_train, x_test, y_test, classes, text)
+
+
+def sequences(steps: int, dim: int, num_classes: int, n_train: int, n_test: int,
+              seed: int) -> Dataset:
+    """A deterministic sequence-classification task: which frequency a noisy signal has.
+
+    Class ``k`` has the frequency ``f_k``, ``num_classes`` values evenly spaced from 1.5 to
+    ``min(1.5 + 1.6 (num_classes - 1), 0.4 T)`` cycles per sequence. A sequence of ``T = steps``
+    steps and ``D = dim`` channels is, per channel ``d``,
+    ``x[t, d] = a_d sin(2 pi f t / T + phi_d) + 0.6 e[t, d]``, with its own frequency
+    ``f = f_k (1 + U(-0.06, 0.06))``, amplitudes ``a_d ~ U(0.5, 1.5)``, phases
+    ``phi_d ~ U(0, 2 pi)`` and white noise ``e ~ N(0, 1)``.
+
+    Because the phases are uniform, every single step — the last one included — has the same
+    distribution in every class, and so has the mean of a class's sequences (zero): neither the
+    last step nor a linear model of the whole sequence does better than chance. The class shows
+    only in how the signal evolves over time (its period), which a recurrent layer must track
+    over the sequence. Labels are balanced and shuffled; the training and test sets come from
+    independent streams of ``seed``. Samples are ``(N, 1, T, D)`` (:func:`as_sequences`).
+    """
+    t, d = int(steps), int(dim)
+    if t < 2 or d < 1:
+        raise DataError(f"sequences: need at least 2 steps and 1 channel, got T={t}, D={d}")
+    if num_classes < 2 or n_train < 0 or n_test < 0:
+        raise DataError("sequences: classes must be >= 2 and counts >= 0")
+    hi = max(1.5, min(1.5 + 1.6 * (num_classes - 1), 0.4 * t))
+    freqs = np.linspace(1.5, hi, num_classes)
+    streams = np.random.SeedSequence([int(seed), 0x5E0]).spawn(2)
+    steps_ = np.arange(t, dtype=np.float64)
+
+    def draw(stream: np.random.SeedSequence, n: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(stream)
+        y = rng.permutation(np.arange(n, dtype=np.int64) % num_classes)
+        f = freqs[y] * rng.uniform(0.94, 1.06, size=n)
+        phase = rng.uniform(0.0, 2 * np.pi, size=(n, 1, d))
+        amp = rng.uniform(0.5, 1.5, size=(n, 1, d))
+        x = (amp * np.sin(2 * np.pi * f[:, None, None] * steps_[None, :, None] / t + phase)
+             + 0.6 * rng.standard_normal((n, t, d)))
+        return np.ascontiguousarray(x.reshape(n, 1, t, d), dtype=np.float32), y
+
+    x_train, y_train = draw(streams[0], n_train)
+    x_test, y_test = draw(streams[1], n_test)
+    classes = tuple(f"{f:.2f} cycles" for f in freqs)
+    text = (f"sequences ({num_classes} frequency classes, {t} steps x {d} channels, seed {seed}: "
+            f"{n_train:,} train / {n_test:,} test)")
+    return Dataset("sequences", x_train, y_train, x_test, y_test, classes, text)
+
+
+def as_sequences(ds: Dataset) -> Dataset:
+    """``ds`` with its ``(N, T, D, 1)`` samples (a 3-D ``x`` read as images) re-read as
+    sequences ``(N, 1, T, D)`` — the same numbers, the layout ``lstm`` takes."""
+    def seq(x: np.ndarray) -> np.ndarray:
+        n, t, d, c = x.shape
+        if c != 1:
+            raise DataError(f"{ds.name}: samples of {_size(x.shape[1:])} are not sequences "
+                            f"T x D")
+        return np.ascontiguousarray(x.reshape(n, 1, t, d))
+
+    return replace(ds, x_train=seq(ds.x_train), x_test=seq(ds.x_test),
+                   description=f"{ds.description}; as sequences")
 
 
 def _cosine_basis(n: int, f: int) -> np.ndarray:

@@ -8,7 +8,8 @@ A run writes into its output folder (default ``runs/<name>/``, relative to the c
   with ``objective``, ``top1err``, ``top5err``, ``num`` and ``time`` (``val`` is null when the
   data has no test split); written atomically;
 * ``curves.png`` -- objective and top-1 error of train and val against the epoch (matplotlib,
-  drawn off-screen with the Agg renderer; skipped with a note when matplotlib is missing).
+  drawn off-screen with the Agg renderer; skipped with a note when matplotlib is missing),
+  redrawn after an epoch when 10 s passed since the last drawing, and after the last epoch.
 
 A run resumes from the newest complete checkpoint in the folder unless ``fresh`` (which deletes
 the folder's old checkpoints first). Epoch e's shuffle and dropout masks derive from

@@ -63,6 +63,19 @@ class Fc(Layer):
         if self.units < 1:
             raise SpecError(f"fc: units: must be >= 1, got {self.units}")
 
+    # the conv this layer is: stride 1, no padding, no dilation (read by `check` and export)
+    @property
+    def stride(self) -> tuple[int, int]:
+        return (1, 1)
+
+    @property
+    def pad(self) -> tuple[int, int, int, int]:
+        return (0, 0, 0, 0)
+
+    @property
+    def dilate(self) -> tuple[int, int]:
+        return (1, 1)
+
     # ----- shapes -------------------------------------------------------------------------
     def weight_shapes(self, shape: Shape) -> list[tuple[int, ...]]:
         """The canonical weight shapes for input ``shape`` (H, W, C)."""
