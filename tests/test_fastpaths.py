@@ -1,0 +1,218 @@
+"""The NumPy fast paths of conv, pool and relu against the generic paths and plain loops,
+and the workspace's buffer reuse (never handing out a buffer that something still holds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import layerspec
+from layerspec.layers.conv import col2im, conv_backward, conv_forward, dx_method, im2col
+from layerspec.layers.pool import pool_backward, pool_forward
+from layerspec.workspace import Workspace
+
+RNG = np.random.default_rng(7)
+
+
+def _im2col_loop(xpad, fh, fw, dil, stride, ho, wo):
+    n, _, _, c = xpad.shape
+    out = np.empty((n, ho, wo, fh, fw, c), xpad.dtype)
+    for i in range(ho):
+        for j in range(wo):
+            for u in range(fh):
+                for v in range(fw):
+                    out[:, i, j, u, v] = xpad[:, i * stride[0] + u * dil[0],
+                                              j * stride[1] + v * dil[1]]
+    return out.reshape(n * ho * wo, -1)
+
+
+def _dx_reference(x, f, dy, stride, pad, dil):
+    """The classic dX: one GEMM into the patch gradients, then col2im."""
+    n, h, w, c = x.shape
+    fh, fw, _, k = f.shape
+    _, ho, wo, _ = dy.shape
+    dcols = dy.reshape(-1, k) @ f.reshape(-1, k).T
+    dxpad = col2im(np, dcols, (n, h + pad[0] + pad[1], w + pad[2] + pad[3], c), fh, fw, dil,
+                   stride, ho, wo)
+    return dxpad[:, pad[0]:pad[0] + h, pad[2]:pad[2] + w]
+
+
+GEOMETRIES = [
+    # (n, h, w, c, fh, fw, k, stride, pad, dilate)
+    (2, 7, 6, 3, 3, 3, 4, (1, 1), (1, 1, 1, 1), (1, 1)),
+    (2, 9, 8, 20, 5, 5, 6, (1, 1), (2, 2, 2, 2), (1, 1)),
+    (2, 9, 8, 17, 3, 2, 5, (1, 1), (0, 2, 1, 0), (1, 1)),
+    (1, 10, 9, 18, 3, 3, 4, (2, 3), (1, 0, 2, 1), (1, 1)),
+    (2, 11, 10, 16, 3, 3, 3, (1, 1), (2, 1, 0, 2), (2, 2)),
+    (3, 6, 5, 16, 1, 1, 7, (1, 1), (0, 0, 0, 0), (1, 1)),
+    (3, 4, 3, 5, 4, 3, 6, (1, 1), (0, 0, 0, 0), (1, 1)),
+    (2, 5, 5, 4, 1, 1, 3, (2, 2), (0, 0, 0, 0), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("geom", GEOMETRIES)
+def test_im2col_matches_loops(geom):
+    n, h, w, c, fh, fw, k, stride, pad, dil = geom
+    xpad = RNG.standard_normal((n, h + pad[0] + pad[1], w + pad[2] + pad[3], c))
+    ho = (xpad.shape[1] - ((fh - 1) * dil[0] + 1)) // stride[0] + 1
+    wo = (xpad.shape[2] - ((fw - 1) * dil[1] + 1)) // stride[1] + 1
+    np.testing.assert_array_equal(im2col(np, xpad, fh, fw, dil, stride, ho, wo),
+                                  _im2col_loop(xpad, fh, fw, dil, stride, ho, wo))
+
+
+@pytest.mark.parametrize("geom", GEOMETRIES)
+@pytest.mark.parametrize("use_ws", [False, True])
+def test_conv_fast_paths_match_generic(geom, use_ws):
+    n, h, w, c, fh, fw, k, stride, pad, dil = geom
+    x = RNG.standard_normal((n, h, w, c))
+    f = RNG.standard_normal((fh, fw, c, k))
+    b = RNG.standard_normal(k)
+    ws = Workspace() if use_ws else None
+    y_ref, cols_ref = conv_forward(np, x, f, b, stride, pad, dil, fast=False)
+    for _ in range(2):  # the second round reuses the workspace's buffers
+        y, cols = conv_forward(np, x, f, b, stride, pad, dil, ws=ws, key="c")
+        np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+        dy = RNG.standard_normal(y.shape)
+        dx_ref = _dx_reference(x, f, dy, stride, pad, dil)
+        _, df_ref, db_ref = conv_backward(np, x, f, b, dy, cols_ref, stride, pad, dil,
+                                          method="col2im")
+        methods = ["col2im", None]
+        if dx_method(x.shape, f.shape, stride, pad, dil) == "tconv":
+            methods.append("tconv")
+        for method in methods:
+            dx, df, db = conv_backward(np, x, f, b, dy, cols, stride, pad, dil, ws=ws, key="c",
+                                       method=method)
+            np.testing.assert_allclose(dx, dx_ref, rtol=1e-10, atol=1e-10, err_msg=str(method))
+            np.testing.assert_allclose(df, df_ref, rtol=1e-10, atol=1e-10)
+            np.testing.assert_allclose(db, db_ref, rtol=1e-12, atol=1e-12)
+
+
+def test_dx_method_choice():
+    assert dx_method((2, 8, 8, 32), (5, 5, 32, 32), (1, 1), (2, 2, 2, 2), (1, 1)) == "tconv"
+    assert dx_method((2, 8, 8, 3), (5, 5, 3, 32), (1, 1), (2, 2, 2, 2), (1, 1)) == "col2im"
+    assert dx_method((2, 8, 8, 32), (3, 3, 32, 8), (2, 2), (0, 0, 0, 0), (1, 1)) == "col2im"
+    assert dx_method((2, 4, 4, 64), (4, 4, 64, 64), (1, 1), (0, 0, 0, 0), (1, 1)) == "gemm"
+    assert dx_method((2, 6, 6, 64), (1, 1, 64, 10), (1, 1), (0, 0, 0, 0), (1, 1)) == "gemm"
+
+
+def _pool_loop(x, method, pool, stride, pad):
+    """MatConvNet's pooling by loops: in-image cells only; first max in column-major scan."""
+    n, h, w, c = x.shape
+    (ph, pw), (sy, sx), (pt, pb, pl, pr) = pool, stride, pad
+    ho, wo = (h + pt + pb - ph) // sy + 1, (w + pl + pr - pw) // sx + 1
+    y = np.zeros((n, ho, wo, c))
+    arg = np.zeros((n, ho, wo, c, 2), int)
+    for i in range(ho):
+        for j in range(wo):
+            cells = [(i * sy - pt + u, j * sx - pl + v) for v in range(pw) for u in range(ph)]
+            cells = [(a, e) for a, e in cells if 0 <= a < h and 0 <= e < w]
+            vals = np.stack([x[:, a, e] for a, e in cells])  # (cells, n, c), scan order
+            if method == "avg":
+                y[:, i, j] = vals.mean(axis=0)
+            else:
+                first = vals.argmax(axis=0)  # argmax returns the first maximum
+                y[:, i, j] = vals.max(axis=0)
+                arg[:, i, j] = np.array(cells)[first]
+    return y, arg, cells
+
+
+def _pool_grad_loop(x, dy, method, pool, stride, pad):
+    n, h, w, c = x.shape
+    (ph, pw), (sy, sx), (pt, pl) = pool, stride, (pad[0], pad[2])
+    _, arg, _ = _pool_loop(x, method, pool, stride, pad)
+    dx = np.zeros_like(x)
+    _, ho, wo, _ = dy.shape
+    for i in range(ho):
+        for j in range(wo):
+            cells = [(i * sy - pt + u, j * sx - pl + v) for v in range(pw) for u in range(ph)]
+            cells = [(a, e) for a, e in cells if 0 <= a < h and 0 <= e < w]
+            if method == "avg":
+                for a, e in cells:
+                    dx[:, a, e] += dy[:, i, j] / len(cells)
+            else:
+                for nn in range(n):
+                    for cc in range(c):
+                        a, e = arg[nn, i, j, cc]
+                        dx[nn, a, e, cc] += dy[nn, i, j, cc]
+    return dx
+
+
+POOLS = [
+    ((2, 2), (2, 2), (0, 0, 0, 0)),     # disjoint fast path
+    ((2, 3), (2, 3), (0, 0, 0, 0)),     # disjoint, rectangular
+    ((3, 3), (2, 2), (1, 1, 1, 1)),     # seed320
+    ((3, 3), (2, 2), (0, 1, 0, 1)),     # lenet_cifar
+    ((2, 2), (1, 1), (0, 0, 0, 0)),
+    ((1, 3), (1, 2), (0, 0, 1, 2)),
+    ((3, 1), (3, 1), (0, 0, 0, 0)),
+]
+
+
+@pytest.mark.parametrize("geom", POOLS)
+@pytest.mark.parametrize("method", ["max", "avg"])
+@pytest.mark.parametrize("ties", [False, True])
+def test_pool_paths_match_loops(geom, method, ties):
+    pool, stride, pad = geom
+    x = RNG.standard_normal((2, 7, 8, 3))
+    if ties:  # few distinct values: many windows have several maxima
+        x = np.round(x).clip(-1, 1)
+    y_ref, _, _ = _pool_loop(x, method, pool, stride, pad)
+    dy = RNG.standard_normal(y_ref.shape)
+    dx_ref = _pool_grad_loop(x, dy, method, pool, stride, pad)
+    ws = Workspace()
+    for fast in (False, True):
+        for _ in range(2):
+            y, aux = pool_forward(np, x, method, pool, stride, pad, ws=ws, key=fast, fast=fast)
+            np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+            dx = pool_backward(np, x, y, aux, dy, method, pool, stride, pad, ws=ws, key=fast,
+                               fast=fast)
+            np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-12,
+                                       err_msg=f"fast={fast}")
+
+
+def test_workspace_reuses_only_free_buffers():
+    ws = Workspace()
+    a = ws.empty(np, "k", (3, 4), np.float32)
+    b = ws.empty(np, "k", (3, 4), np.float32)
+    assert a is not b                       # a is still held
+    a_id = id(a)
+    del a
+    c = ws.empty(np, "k", (3, 4), np.float32)
+    assert id(c) == a_id                    # a was free again
+    view = c[1:]
+    del c
+    d = ws.empty(np, "k", (3, 4), np.float32)
+    assert d.base is None and not np.shares_memory(d, view)  # a view keeps its base busy
+    del b, d
+    e = ws.empty(np, "k", (5,), np.float64)  # another shape replaces a free buffer
+    assert e.shape == (5,) and e.dtype == np.float64
+
+
+@pytest.mark.parametrize("spec", ["specs/lenet_cifar.yaml", "specs/lenet_mnist.yaml"])
+def test_results_survive_later_calls(spec):
+    """Reused buffers never overwrite results the caller still holds."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    net = layerspec.load(str(root / spec))
+    h, w, c = net.spec.input
+    x1 = RNG.standard_normal((4, h, w, c)).astype(np.float32)
+    x2 = RNG.standard_normal((4, h, w, c)).astype(np.float32)
+    y = np.arange(4) % 10
+    r1 = layerspec.simplenn(net, x1, dzdy=1.0, labels=y)
+    snap = [(r.x.copy(), None if r.dzdx is None else np.array(r.dzdx),
+             [np.array(d) for d in r.dzdw]) for r in r1]
+    for xx in (x2, x1, x2):
+        layerspec.simplenn(net, xx, dzdy=1.0, labels=y)
+    for r, (sx, sd, sw) in zip(r1, snap, strict=True):
+        np.testing.assert_array_equal(r.x, sx)
+        if sd is not None:
+            np.testing.assert_array_equal(r.dzdx, sd)
+        for a, b in zip(r.dzdw, sw, strict=True):
+            np.testing.assert_array_equal(a, b)
+    # and a fresh net (no reuse yet) gives the same numbers as the reused buffers
+    r2 = layerspec.simplenn(net, x1, dzdy=1.0, labels=y)
+    fresh = layerspec.simplenn(net.to("numpy"), x1, dzdy=1.0, labels=y)
+    for a, b in zip(r2, fresh, strict=True):
+        np.testing.assert_array_equal(a.x, b.x)
+        np.testing.assert_array_equal(a.dzdx, b.dzdx)
