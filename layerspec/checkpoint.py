@@ -35,6 +35,7 @@ import numpy as np
 
 from .errors import CheckpointError, SpecError
 from .net import WEIGHTS_FORMAT, Net
+from .npzcheck import check_npz
 from .spec import Spec, tidy
 from .yamlload import load_yaml
 
@@ -227,6 +228,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint; every array is read (and its CRC checked), so a truncated or corrupt
     file raises :class:`CheckpointError` naming it."""
     path = Path(path)
+    check_npz(path, f"checkpoint '{path}'", CheckpointError)
     try:
         with np.load(path, allow_pickle=False) as z:
             files = {k: z[k] for k in z.files}

@@ -99,6 +99,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError
+from .npzcheck import check_npz
 from .suggest import did_you_mean
 
 __all__ = [
@@ -232,8 +233,8 @@ def load_data(section: Mapping[str, Any] | None, *, input_shape: tuple[int, int,
         if not isinstance(key, str) or key not in _ALL_KEYS:
             raise DataError(f"data: unknown key {key!r}{did_you_mean(str(key), _ALL_KEYS)}")
     if ("dataset" in section) == ("path" in section):
-        raise DataError("data: give exactly one of 'dataset' (fashion-mnist, synthetic or sequences) or "
-                        "'path' (a .npz, imdb .mat or idx file)")
+        raise DataError("data: give exactly one of 'dataset' (fashion-mnist, synthetic or "
+                        "sequences) or 'path' (a .npz, imdb .mat or idx file)")
     seed = _int(section, "seed", seed, minimum=0)
     base_dir = Path(base_dir)
 
@@ -251,6 +252,7 @@ def load_data(section: Mapping[str, Any] | None, *, input_shape: tuple[int, int,
         minimum = {"classes": 2, "train": 1, "test": 0}
         counts = {k: _int(section, k, v, minimum=minimum[k])
                   for k, v in _SYNTHETIC_DEFAULTS.items()}
+        _check_generated_size("synthetic", counts, shape)
         ds = synthetic(shape, counts["classes"], counts["train"], counts["test"], seed)
     elif kind == "sequences":
         if shape is None or shape[0] != 1:
@@ -260,6 +262,7 @@ def load_data(section: Mapping[str, Any] | None, *, input_shape: tuple[int, int,
         minimum = {"classes": 2, "train": 1, "test": 0}
         counts = {k: _int(section, k, v, minimum=minimum[k])
                   for k, v in _SEQUENCE_DEFAULTS.items()}
+        _check_generated_size("sequences", counts, shape)
         ds = sequences(shape[1], shape[2], counts["classes"], counts["train"], counts["test"],
                        seed)
     elif kind == "npz":
@@ -282,6 +285,50 @@ def load_data(section: Mapping[str, Any] | None, *, input_shape: tuple[int, int,
         ds = _limit(ds, section["limit"], seed)
     default = "mean-image" if kind in ("fashion-mnist", "idx") else "none"
     return normalize(ds, section.get("normalize", default))
+
+
+#: most values synthetic or sequence data may hold (train and test together): 1 GiB of float32
+MAX_GENERATED_VALUES = 2**28
+
+
+def _check_generated_size(kind: str, counts: Mapping[str, int],
+                          shape: tuple[int, ...]) -> None:
+    """Refuse generated data too large to hold before anything is allocated."""
+    n = counts["train"] + counts["test"]
+    values = n * math.prod(shape)
+    if values > MAX_GENERATED_VALUES:
+        raise DataError(f"data: {kind} data of {n:,} images of {_size(shape)} would hold "
+                        f"{values:,} values; the limit is {MAX_GENERATED_VALUES:,} (1 GiB): "
+                        f"give fewer 'train'/'test' images or a smaller input")
+
+
+def load_spec_data(spec: Any) -> Dataset:
+    """:func:`load_data` for a tidied :class:`~layerspec.spec.Spec`, with every
+    :class:`DataError` located in the spec file (:func:`locate_data_error`)."""
+    try:
+        return load_data(spec.data, input_shape=spec.input, base_dir=spec.base_dir,
+                         seed=spec.seed)
+    except DataError as err:
+        raise locate_data_error(err, spec) from None
+
+
+def locate_data_error(err: DataError, spec: Any) -> DataError:
+    """Put ``err`` at the spec's ``data:`` key it names (``'classes'``, ``data: limit:``) or
+    whose file it names, else at ``data:`` (at ``input:`` when there is no data section)."""
+    from .spec import spec_pos  # noqa: PLC0415 - spec does not need data
+
+    if err.line is not None or spec.source is None:
+        return err
+    section = spec.data or {}
+    key = next((k for k in section if f"data: {k}:" in err.message or f"'{k}'" in err.message),
+               None)
+    if key is None:
+        key = next((k for k, v in section.items() if isinstance(v, str) and v in err.message),
+                   None)
+    line, col = spec_pos(spec, f"data.{key}") if key is not None else (None, None)
+    if line is None:
+        line, col = spec_pos(spec, "data" if spec.data is not None else "input")
+    return err.located(spec.source, line, col)
 
 
 _KIND_NAMES = {
@@ -505,6 +552,7 @@ def read_npz(path: str | Path) -> Dataset:
     """
     path = Path(path)
     where = f"data file '{path}'"
+    check_npz(path, where, DataError)
     try:
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:

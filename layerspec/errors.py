@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import re
+
+# Line breaks and other control characters: escaped in str(err), which is always one line.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
 
 class SpecError(Exception):
     """An input error, optionally located at ``file:line:column`` (1-based).
@@ -41,7 +46,8 @@ class SpecError(Exception):
 
     def __str__(self) -> str:
         pos = self.position
-        return f"{pos}: error: {self.message}" if pos else f"error: {self.message}"
+        text = f"{pos}: error: {self.message}" if pos else f"error: {self.message}"
+        return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 class ExpressionError(SpecError):

@@ -97,6 +97,8 @@ class PortedM:
     notes: list[str]                        #: what was ignored or interpreted
     warnings: list[str]                     #: statements skipped (``skip_unsupported``)
     source: str                             #: the file name, for comments
+    #: where each net.meta field was set (``"inputSize"``, ``"trainOpts.learningRate"``)
+    meta_pos: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -319,6 +321,9 @@ class _Translator:
                 raise self.error("struct(...): field names must be quoted texts such as "
                                  "'type'", key.pos)
             name = key.value
+            if name in fields:
+                raise self.error(f"struct(...): field '{name}' is given twice (Matlab refuses "
+                                 f"a duplicate field name)", key.pos)
             if isinstance(val, Cell):
                 elems = [e for row in val.rows for e in row]
                 if len(elems) > 1:
@@ -578,8 +583,9 @@ class _Translator:
             f = float(np.asarray(v).reshape(()))
         except (TypeError, ValueError):
             raise self.error("the seed must be a whole number", node.pos) from None
-        if f != int(f) or f < 0:
-            raise self.error("the seed must be a whole number >= 0", node.pos)
+        if not math.isfinite(f) or f != int(f) or not 0 <= f < 2**32:
+            raise self.error("the seed must be a whole number >= 0 and < 2^32 (as Matlab's "
+                             "rng requires)", node.pos)
         return int(f)
 
     def assignment(self, lhs: Node, rhs: Node, eq: Token) -> None:
@@ -744,7 +750,8 @@ class _Translator:
     def result(self, name: str) -> PortedM:
         if not self.layers:
             raise MatlabSourceError("no layers found: expected net.layers = {struct(...), ...} "
-                                    "or net.layers{end+1} = struct(...)", file=self.file)
+                                    "or net.layers{end+1} = struct(...)", file=self.file,
+                                    line=1, column=1)
         raw: dict[str, Any] = {"name": name}
         meta = dict(self.meta)
         size = meta.pop("inputSize", None)
@@ -846,7 +853,8 @@ class _Translator:
             raw["seed"] = self.seed
         return PortedM(raw, [layer.pos for layer in self.layers],
                        [layer.keypos for layer in self.layers], self.notes, self.warnings,
-                       self.label)
+                       self.label, {k: (n.pos.line, n.pos.column)
+                                    for k, n in self.meta_pos.items()})
 
 
 def _children(n: Node) -> tuple[Node, ...]:
@@ -903,8 +911,23 @@ def translate_m(text: str, file: str = "<string>", *, defines: Mapping[str, Any]
         tidy(ported.raw, file=file)
     except SpecError as err:
         raise MatlabSourceError(f"the translated spec is not valid: {err.message}",
-                                file=file) from None
+                                file=file, **_meta_position(ported, err.message)) from None
     return ported
+
+
+def _meta_position(ported: PortedM, message: str) -> dict[str, int]:
+    """``line=``/``column=`` of the net.meta statement a tidy error of the translated spec
+    names (``input: ...`` or ``train: learningRate: ...``); the file's start otherwise."""
+    keys = {"input": ("inputSize", "normalization.imageSize")}
+    head, _, rest = message.partition(": ")
+    candidates = keys.get(head, ())
+    if head == "train":
+        candidates = (f"trainOpts.{rest.partition(':')[0].split()[-1].strip(chr(39))}",)
+    for key in candidates:
+        if key in ported.meta_pos:
+            line, column = ported.meta_pos[key]
+            return {"line": line, "column": column}
+    return {"line": 1, "column": 1}
 
 
 def read_m(path: str | Path) -> str:
@@ -916,6 +939,9 @@ def read_m(path: str | Path) -> str:
     except OSError as exc:
         raise MatlabSourceError(f"cannot read the file: {exc.strerror or exc}",
                                 file=str(path)) from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise MatlabSourceError("the file is UTF-16 text; save it as UTF-8 (or Latin-1)",
+                                file=str(path), line=1, column=1)
     for enc in ("utf-8-sig", "latin-1"):
         try:
             return data.decode(enc)

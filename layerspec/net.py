@@ -18,8 +18,9 @@ from .backend import Backend, get_backend
 from .errors import ExpressionError, ShapeError, SpecError
 from .expr import evaluate, parse
 from .layers import Layer, Shape
+from .npzcheck import check_npz
 from .shapes import LayerInfo, infer
-from .spec import Spec, layer_pos, spec_from_source
+from .spec import Spec, layer_pos, spec_from_source, spec_pos
 from .workspace import Workspace
 
 WEIGHTS_FORMAT = "layerspec-weights-1"
@@ -61,9 +62,13 @@ def init_weights(spec: Spec, rng: np.random.Generator,
     names: dict[str, Any] = {}
     for name, value in spec.vars:
         if isinstance(value, str):
+            line, col = spec_pos(spec, f"vars.{name}")
             try:
-                value = evaluate(value, names=names, rng=rng, defines=defines)
+                value = evaluate(parse(value, line=line or 1, column=col or 1), names=names,
+                                 rng=rng, defines=defines)
             except ExpressionError as err:
+                if line is not None:  # at the var's name: the value may be quoted or folded
+                    err.line, err.column = line, col
                 raise err.located(file=spec.source) from None
         names[name] = value
     walk = _ShapeWalk(spec, input_shape)
@@ -171,6 +176,7 @@ def read_weights(path: str | Path, spec: Spec, dtype: Any = np.float32,
                  ) -> list[list[np.ndarray]]:
     """Read an ``.npz`` written by :func:`save_weights` (or a checkpoint) for ``spec``."""
     path = Path(path)
+    check_npz(path, f"weights file '{path}'", SpecError)
     try:
         with np.load(path, allow_pickle=False) as z:
             files = dict(z.items())
@@ -270,7 +276,10 @@ def resolve_weights(spec: Spec, embedded: list[list[np.ndarray]] | None, weights
     if embedded is not None:
         return fixed(embedded)
     if spec.weights is not None:
-        return read_weights(spec.base_dir / spec.weights, spec)
+        try:
+            return read_weights(spec.base_dir / spec.weights, spec)
+        except SpecError as err:  # at the spec's 'weights:' line
+            raise err.located(spec.source, *spec_pos(spec, "weights")) from None
     return init_weights(spec, np.random.default_rng(seed), defines)
 
 

@@ -50,7 +50,7 @@ from .checkpoint import (
     save_checkpoint,
     write_text_atomic,
 )
-from .data import Dataset, load_data
+from .data import Dataset, load_spec_data, locate_data_error
 from .errors import CheckpointError, DataError, SpecError
 from .net import Net, read_weights, resolve_weights
 from .simplenn import simplenn
@@ -260,8 +260,9 @@ def _check_labels(net: Net, shape: tuple[int, int, int], ds: Dataset) -> None:
     top = max(int(y.max()) for y in labels) if labels else -1
     if top >= k:
         n = ds.num_classes or top + 1
-        raise DataError(f"data: {ds.name} has {n} classes (labels up to {top}) but the "
-                        f"network gives {k} class scores before '{last.name}'")
+        raise locate_data_error(DataError(
+            f"data: {ds.name} has {n} classes (labels up to {top}) but the network gives {k} "
+            f"class scores before '{last.name}'"), net.spec)
 
 
 def _quiet_fp() -> Any:
@@ -296,7 +297,7 @@ def run(spec_path: str | Path, *, backend: str = "numpy", epochs: int | None = N
     err_stream = stderr or sys.stderr
     defines = dict(defines or {})
     spec, embedded = spec_from_source(spec_path)
-    ds = load_data(spec.data, input_shape=spec.input, base_dir=spec.base_dir, seed=spec.seed)
+    ds = load_spec_data(spec)
     out_dir = Path(out) if out is not None else Path("runs") / spec.name
     if out_dir.exists() and not out_dir.is_dir():
         raise SpecError(f"--out '{out_dir}' is a file, not a folder")
@@ -606,7 +607,7 @@ def evaluate(source: str | Path, *, weights: str | Path | None = None, backend: 
     instead."""
     net, origin, notes = _net_for_eval(source, weights, backend, defines)
     spec: Spec = net.spec
-    ds = load_data(spec.data, input_shape=spec.input, base_dir=spec.base_dir, seed=spec.seed)
+    ds = load_spec_data(spec)
     if len(ds.x_test) == 0:
         raise DataError(f"data: {ds.name} has no test split to evaluate on")
     shape = spec.input or ds.image_shape

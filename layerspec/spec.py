@@ -569,6 +569,68 @@ def _eval_schedule(text: str, ctx: _Ctx, pos: Pos) -> list[float]:
     return [float(v) for v in arr]
 
 
+def _check_train_options(train: Mapping[str, Any], ctx: _Ctx) -> None:
+    """The cnn_train options that TrainOptions would refuse (or misread) without a position."""
+    from .train import SOLVER_DEFAULTS, SOLVERS  # noqa: PLC0415 - train imports spec
+
+    def pos(k: str) -> Pos:
+        return _pos(train, k)
+
+    if "randomSeed" in train:
+        n = _as_int(train["randomSeed"], "train: randomSeed", ctx, pos("randomSeed"),
+                    _raw_text(train, "randomSeed"))
+        if n < 0:
+            raise ctx.error(f"train: randomSeed: must be >= 0, got {n}", pos("randomSeed"))
+    size = train.get("epochSize", math.inf)  # cnn_train's default is Inf (a ported .mat)
+    if not _is_number(size) or not float(size) >= 1:
+        raise ctx.error(f"train: epochSize: expected a number >= 1, got "
+                        f"{_describe(size, _raw_text(train, 'epochSize'))}", pos("epochSize"))
+    nesterov = train.get("nesterovUpdate", False)
+    if not (isinstance(nesterov, bool) or (_is_number(nesterov) and nesterov in (0, 1))):
+        raise ctx.error("train: nesterovUpdate: expected true or false, got "
+                        f"{_describe(train['nesterovUpdate'], _raw_text(train, 'nesterovUpdate'))}",
+                        pos("nesterovUpdate"))
+    for k, choices in (("solver", SOLVERS), ("errorFunction", ("multiclass", "none"))):
+        v = train.get(k)
+        if k in train and not (isinstance(v, str)
+                               and (v.lower() if k == "solver" else v) in choices):
+            hint = did_you_mean(v, choices) if isinstance(v, str) else \
+                f" (expected one of: {', '.join(choices)})"
+            raise ctx.error(f"train: {k}: {_describe(v, _raw_text(train, k))} is not allowed"
+                            f"{hint}", pos(k))
+    if "numSubBatches" in train and train["numSubBatches"] != 1:
+        raise ctx.error("train: numSubBatches: only 1 is supported (use a smaller batchSize)",
+                        pos("numSubBatches"))
+    opts = train.get("solverOpts")
+    if "solverOpts" in train and not isinstance(opts, Mapping):
+        raise ctx.error("train: solverOpts: expected a mapping of option names to numbers, "
+                        f"got {_describe(opts, _raw_text(train, 'solverOpts'))}",
+                        pos("solverOpts"))
+    solver = str(train.get("solver", "sgd")).lower()
+    for k, v in (opts or {}).items():
+        if k not in SOLVER_DEFAULTS[solver]:
+            raise ctx.error(f"train: solverOpts: '{k}' is not an option of {solver}"
+                            + did_you_mean(str(k), SOLVER_DEFAULTS[solver] or ["(none)"]),
+                            _key_pos(opts, k))
+        _as_float(v, f"train: solverOpts: {k}", ctx, _pos(opts, k), _raw_text(opts, k))
+
+
+def _positions(raw: Mapping[str, Any]) -> dict[str, Pos]:
+    """Where the top-level values (``"data"``), the data keys (``"data.path"``) and the vars
+    (``"vars.f"``) stand in the spec file: for errors found after tidying."""
+    out = {str(k): _pos(raw, k) for k in raw}
+    for section in ("data", "vars"):
+        sub = raw.get(section)
+        if isinstance(sub, YMap):
+            out.update({f"{section}.{k}": _key_pos(sub, k) for k in sub})
+    return out
+
+
+def spec_pos(spec: Spec, key: str) -> Pos:
+    """Where ``key`` (see :func:`_positions`) stands in ``spec``'s file, if known."""
+    return getattr(spec, "_positions", {}).get(key, NOWHERE)
+
+
 def tidy(raw: Any, *, file: str | None = None, weights_supplied: bool = False,
          ) -> tuple[Spec, list[list[np.ndarray]] | None]:
     """Validate a raw spec (a parsed YAML mapping or a plain dict) and return the canonical
@@ -662,6 +724,7 @@ def tidy(raw: Any, *, file: str | None = None, weights_supplied: bool = False,
     for k in ("weightDecay", "momentum"):
         if k in train:
             _as_float(train[k], f"train: {k}", ctx, _pos(train, k), _raw_text(train, k))
+    _check_train_options(train, ctx)
     if isinstance(train.get("learningRate"), str):
         train = dict(train)
         train["learningRate"] = _eval_schedule(train["learningRate"], ctx,
@@ -682,6 +745,8 @@ def tidy(raw: Any, *, file: str | None = None, weights_supplied: bool = False,
     seed = 0
     if raw.get("seed") is not None:
         seed = _as_int(raw["seed"], "seed", ctx, _pos(raw, "seed"), _raw_text(raw, "seed"))
+        if seed < 0:
+            raise ctx.error(f"seed: must be >= 0, got {seed}", _pos(raw, "seed"))
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise ctx.error("description: expected a text", _pos(raw, "description"))
@@ -690,6 +755,7 @@ def tidy(raw: Any, *, file: str | None = None, weights_supplied: bool = False,
                 meta=_freeze(sections["meta"] or {}), train=_freeze(train),
                 data=_freeze(sections["data"]) if sections["data"] is not None else None,
                 weights=weights_file, seed=seed, description=description, source=file)
+    object.__setattr__(spec, "_positions", _positions(raw))
     has_arrays = any(g is not None for g in given)
     if has_arrays and not all(g is not None for i, g in enumerate(given)
                               if layers[i].weight_names):
@@ -698,6 +764,18 @@ def tidy(raw: Any, *, file: str | None = None, weights_supplied: bool = False,
         raise ctx.error(f"some layers carry weight arrays but {', '.join(missing)} do not")
     weights = [g if g is not None else [] for g in given] if has_arrays else None
     return spec, weights
+
+
+def _first_content(data: bytes) -> dict[str, int]:
+    """``line=``/``column=`` of the first character that is not blank, a comment or a
+    document marker (the text was read as UTF-8 already)."""
+    lines = data.decode("utf-8", "replace").removeprefix("\ufeff").splitlines()
+    for n, text in enumerate(lines, 1):
+        body = text.removeprefix("---") if text.startswith("---") else text
+        stripped = body.lstrip()
+        if stripped and not stripped.startswith(("#", "%")):
+            return {"line": n, "column": len(text) - len(stripped) + 1}
+    return {"line": 1, "column": 1}
 
 
 def spec_from_source(source: Any, *, weights_supplied: bool = False,
@@ -713,8 +791,12 @@ def spec_from_source(source: Any, *, weights_supplied: bool = False,
             raise SpecError(f"spec file '{path}' not found") from None
         except OSError as exc:
             raise SpecError(f"cannot read spec file '{path}': {exc.strerror}") from None
-        return tidy(load_yaml(data, str(path)), file=str(path),
-                    weights_supplied=weights_supplied)
+        raw = load_yaml(data, str(path))
+        if not isinstance(raw, (YMap, YSeq)) and raw is not None:  # a lone scalar: where?
+            raise SpecError("a spec is a mapping with at least 'layers:' (a list of layer "
+                            f"structs), got {_describe(raw, None)}", file=str(path),
+                            **_first_content(data))
+        return tidy(raw, file=str(path), weights_supplied=weights_supplied)
     if isinstance(source, Mapping):
         return tidy(source, weights_supplied=weights_supplied)
     if isinstance(source, Sequence):

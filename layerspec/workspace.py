@@ -63,6 +63,33 @@ class Workspace:
         a.fill(0)
         return a
 
+    def scratch(self, xp: Any, tag: str, shape: tuple[int, ...], dtype: Any) -> Any:
+        """An uninitialised temporary that the caller drops before returning: one arena per
+        ``tag`` shared by all layers (it grows to the largest request), so scratch memory is
+        the largest layer's, not the sum over layers."""
+        shape = tuple(int(s) for s in shape)
+        if xp is not np:
+            return xp.empty(shape, dtype=dtype)
+        dtype = np.dtype(dtype)
+        size = 1
+        for d in shape:
+            size *= d
+        key = ("scratch", tag, dtype.str)
+        bufs = self._bufs.setdefault(key, [])
+        if bufs and _refs(bufs, 0) == _FREE and bufs[0].size >= size:
+            return bufs[0][:size].reshape(shape)
+        a = np.empty(max(size, 1), dtype=dtype)
+        if not bufs:
+            bufs.append(a)
+        elif _refs(bufs, 0) == _FREE:
+            bufs[0] = a
+        return a[:size].reshape(shape)
+
+    def scratch_zeros(self, xp: Any, tag: str, shape: tuple[int, ...], dtype: Any) -> Any:
+        a = self.scratch(xp, tag, shape, dtype)
+        a.fill(0)
+        return a
+
     def clear(self) -> None:
         """Drop every cached buffer."""
         self._bufs.clear()
@@ -76,6 +103,9 @@ class _NoWorkspace(Workspace):
     """Plain allocation every time (used when a caller passes no workspace)."""
 
     def empty(self, xp: Any, key: Hashable, shape: tuple[int, ...], dtype: Any) -> Any:
+        return xp.empty(tuple(int(s) for s in shape), dtype=dtype)
+
+    def scratch(self, xp: Any, tag: str, shape: tuple[int, ...], dtype: Any) -> Any:
         return xp.empty(tuple(int(s) for s in shape), dtype=dtype)
 
 

@@ -9,9 +9,9 @@ import pytest
 from test_gradcheck import check_grads, make_net
 
 import layerspec
+from layerspec.backend import NUMPY
 from layerspec.errors import ShapeError, SpecError
 from layerspec.layers import Context, Lstm
-from layerspec.backend import NUMPY
 
 R = np.random.default_rng(77)
 
@@ -194,3 +194,75 @@ def test_agrees_with_pytorch_lstm():
         np.testing.assert_allclose(dw, m.weight_ih_l0.grad.numpy().T, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(dr, m.weight_hh_l0.grad.numpy().T, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(db, m.bias_ih_l0.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+# ----- the article's Dropout(0.4, seed=1001) ---------------------------------------------------
+
+def _seeded_net(seed=1001):
+    spec = {"input": [1, 6, 4], "layers": [
+        {"type": "dropout", "name": "d1", "rate": 0.4, "seed": seed},
+        {"type": "dropout", "name": "d2", "rate": 0.4, "seed": seed},
+        {"type": "dropout", "name": "free", "rate": 0.4}]}
+    return layerspec.load(spec)
+
+
+def _masks(net, rng, step):
+    x = np.ones((3, 1, 6, 4), np.float32)
+    res = layerspec.simplenn(net, x, rng=rng, step=step)
+    return [r.aux for r in res[1:]]
+
+
+def test_seeded_dropout_masks_are_reproducible_and_differ_between_steps():
+    net = _seeded_net()
+    a = _masks(net, np.random.default_rng(0), (1, 1))
+    b = _masks(net, np.random.default_rng(99), (1, 1))     # another run seed
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[2], b[2])                   # the unseeded layer follows the run
+    assert not np.array_equal(a[0], a[1])                   # same seed, other name
+    c = _masks(net, np.random.default_rng(0), (1, 2))       # next batch
+    assert not np.array_equal(a[0], c[0])
+    d = _masks(net, np.random.default_rng(0), (2, 1))       # next epoch
+    assert not np.array_equal(a[0], d[0])
+    assert set(np.unique(a[0]).tolist()) == {0.0, np.float32(1 / 0.6)}
+    # exactly as documented: default_rng([seed, crc32(name), epoch, batch]), U[0,1) float32
+    import zlib  # noqa: PLC0415
+
+    u = np.random.default_rng([1001, zlib.crc32(b"d1"), 1, 1]).random((3, 1, 6, 4), np.float32)
+    np.testing.assert_array_equal(a[0], (u >= np.float32(0.4)) * np.float32(1 / 0.6))
+    other = _masks(_seeded_net(7), np.random.default_rng(0), (1, 1))
+    assert not np.array_equal(a[0], other[0])
+
+
+def test_seeded_dropout_without_a_step_uses_the_run_generator():
+    net = _seeded_net()
+    a = _masks(net, np.random.default_rng(5), None)
+    b = _masks(net, np.random.default_rng(5), None)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert not np.array_equal(a[0], _masks(net, np.random.default_rng(6), None)[0])
+
+
+def test_trainer_passes_the_step_to_seeded_dropout():
+    x = R.standard_normal((8, 1, 1, 4)).astype(np.float32)
+    y = np.arange(8) % 2
+    order = [list(range(8))] * 2
+
+    def objective(seed_field, random_seed):
+        spec = {"input": [1, 1, 4], "layers": [
+            {"type": "dropout", "rate": 0.5, **seed_field},
+            {"type": "fc", "units": 2}, {"type": "softmaxloss"}]}
+        net = layerspec.load(spec, seed=0)
+        stats = layerspec.train(net, (x, y), order=order, batchSize=4, randomSeed=random_seed)
+        return [s["train"]["objective"] for s in stats]
+
+    # seeded masks do not depend on cnn_train's randomSeed, unseeded ones do
+    assert objective({"seed": 3}, 0) == objective({"seed": 3}, 1)
+    assert objective({}, 0) != objective({}, 1)
+
+
+def test_dropout_seed_field():
+    net = _seeded_net()
+    assert net.layers[0].seed == 1001 and net.layers[2].seed is None
+    assert layerspec.load(net.spec.to_dict()).spec.layers == net.spec.layers
+    with pytest.raises(SpecError, match="seed: must be >= 0"):
+        _seeded_net(-1)

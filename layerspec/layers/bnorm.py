@@ -43,7 +43,6 @@ def _matlab_order(xp: Any, a: Any) -> Any:
 def batch_moments(xp: Any, x: Any, epsilon: float) -> tuple[Any, Any]:
     """(mu, sigma) per channel of ``x`` (N, H, W, C), with MatConvNet's one-pass variance in
     the precision of ``x``."""
-    c = x.shape[-1]
     flat = _matlab_order(xp, x)
     m = flat.shape[0]
     dt = x.dtype.type
@@ -101,7 +100,6 @@ class Bnorm(Layer):
                  ctx: Context) -> tuple[Any, list[Any]]:
         xp = ctx.xp
         g = w[0]
-        c = x.shape[-1]
         mu, sigma = aux
         if ctx.mode == "test":
             batch_mu, batch_sigma = batch_moments(xp, x, self.epsilon)

@@ -52,14 +52,15 @@ def pad_into(xp: Any, x: Any, pad: tuple[int, int, int, int], out: Any,
     return out
 
 
-def padded(xp: Any, x: Any, pad: tuple[int, int, int, int], ws: Workspace, key: Any,
+def padded(xp: Any, x: Any, pad: tuple[int, int, int, int], ws: Workspace, tag: str,
            value: float = 0.0) -> Any:
-    """``x`` padded (``x`` itself when every pad is 0), in a workspace buffer."""
+    """``x`` padded (``x`` itself when every pad is 0), in the workspace's scratch ``tag``
+    (drop it before the layer returns)."""
     t, b, l, r = pad
     if not (t or b or l or r):
         return x
     n, h, w, c = x.shape
-    out = ws.empty(xp, key, (n, h + t + b, w + l + r, c), x.dtype)
+    out = ws.scratch(xp, tag, (n, h + t + b, w + l + r, c), x.dtype)
     return pad_into(xp, x, pad, out, value)
 
 
@@ -129,7 +130,7 @@ def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
     elif kind == "full":
         cols = xp.ascontiguousarray(x).reshape(n, h * w * c)
     else:
-        xpad = padded(xp, x, pad, ws, (key, "xpad"))
+        xpad = padded(xp, x, pad, ws, "xpad")
         buf = ws.empty(xp, (key, "cols"), (n * ho * wo, fh * fw * c), x.dtype)
         cols = im2col(xp, xpad, fh, fw, dilate, stride, ho, wo, out=buf)
         del xpad
@@ -154,8 +155,8 @@ def _dx_tconv(xp: Any, dy: Any, f: Any, x_shape: tuple[int, ...],
     n, h, w, c = x_shape
     fh, fw, _, k = f.shape
     q = (fh - 1 - pad[0], fh - 1 - pad[1], fw - 1 - pad[2], fw - 1 - pad[3])
-    dypad = padded(xp, dy, q, ws, (key, "dypad"))
-    buf = ws.empty(xp, (key, "dycols"), (n * h * w, fh * fw * k), dy.dtype)
+    dypad = padded(xp, dy, q, ws, "dypad")
+    buf = ws.scratch(xp, "dycols", (n * h * w, fh * fw * k), dy.dtype)
     cols = im2col(xp, dypad, fh, fw, (1, 1), (1, 1), h, w, out=buf)
     del dypad
     ff = xp.ascontiguousarray(f[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(fh * fw * k, c)
@@ -173,10 +174,10 @@ def _dx_col2im(xp: Any, dym: Any, f2: Any, x_shape: tuple[int, ...], f_shape: tu
     fh, fw = f_shape[:2]
     m = dym.shape[0]
     pt, pb, pl, pr = pad
-    dct = ws.empty(xp, (key, "dcolsT"), (fh * fw * c, m), dym.dtype)
+    dct = ws.scratch(xp, "dcolsT", (fh * fw * c, m), dym.dtype)
     xp.matmul(f2, dym.T, out=dct)
     d = dct.reshape(fh, fw, c, n, ho, wo)
-    dxt = ws.zeros(xp, (key, "dxT"), (c, n, h + pt + pb, w + pl + pr), dym.dtype)
+    dxt = ws.scratch_zeros(xp, "dxT", (c, n, h + pt + pb, w + pl + pr), dym.dtype)
     sy, sx = stride
     for u in range(fh):
         for v in range(fw):

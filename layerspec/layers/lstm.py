@@ -32,7 +32,8 @@ scaled. Nothing is drawn when both rates are 0.
 
 Default initialisation (``weights`` left out), Keras's: ``W`` Glorot uniform
 ``U(±sqrt(6 / (D + 4U)))``; ``R`` orthogonal (a ``(4U, U)`` standard normal matrix, its QR
-``q`` with columns multiplied by ``sign(diag(r))``, transposed: ``R`` has orthonormal rows);
+``q`` with columns multiplied by ``sign(diag(r))``, transposed: ``R`` has orthonormal rows —
+computed by Gram-Schmidt, which gives that same ``q``);
 ``b`` zero except the forget block ``b[U:2U] = 1`` (``unit_forget_bias``). Drawn from the
 run's generator in that order (W, then R). PyTorch's own default would be ``U(±1/sqrt(U))``
 for all three.
@@ -56,6 +57,20 @@ def _sigmoid(xp: Any, z: Any) -> Any:
     """Logistic function without overflow: ``(tanh(z/2) + 1) / 2``."""
     half = z.dtype.type(0.5)
     return half * (xp.tanh(half * z) + z.dtype.type(1.0))
+
+
+def _orthonormal_columns(a: np.ndarray) -> np.ndarray:
+    """``q`` of the QR decomposition ``a = q r`` with ``diag(r) > 0`` (Keras's orthogonal
+    initializer: Householder ``q`` times ``sign(diag(r))``, the same matrix), by Gram-Schmidt
+    with re-orthogonalisation — matrix-vector products only, which stay fast where a
+    threaded LAPACK ``qr`` crawls on a busy machine."""
+    q = np.empty_like(a, dtype=np.float64)
+    for j in range(a.shape[1]):
+        v = a[:, j].astype(np.float64)
+        for _ in range(2):
+            v -= q[:, :j] @ (q[:, :j].T @ v)
+        q[:, j] = v / np.linalg.norm(v)
+    return q
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,9 +148,7 @@ class Lstm(Layer):
         d, u = int(shape[2]), self.units
         lim = math.sqrt(6.0 / (d + 4 * u))
         w = rng.uniform(-lim, lim, size=(d, 4 * u))
-        a = rng.standard_normal((4 * u, u))
-        q, r = np.linalg.qr(a)
-        q = q * np.where(np.diag(r) < 0, -1.0, 1.0)[None, :]
+        q = _orthonormal_columns(rng.standard_normal((4 * u, u)))
         b = np.zeros(4 * u)
         b[u:2 * u] = 1.0
         return [np.ascontiguousarray(x, dtype=dtype) for x in (w, q.T, b)]

@@ -107,12 +107,12 @@ def pool_forward(xp: Any, x: Any, method: str, pool: tuple[int, int], stride: tu
     ho, wo = _out(h, wd, pool, stride, pad)
     (ph, pw), (sy, sx) = pool, stride
     if method == "max":
-        xpad = padded(xp, x, pad, ws, (key, "xpad"), -xp.inf)
+        xpad = padded(xp, x, pad, ws, "xpad", -xp.inf)
         y = ws.empty(xp, (key, "y"), (n, ho, wo, c), x.dtype)
         if fast and ph > 1 and pw > 1:
             # separable: max over the window rows, then over the columns
             wp = xpad.shape[2]
-            rows = ws.empty(xp, (key, "rows"), (n, ho, wp, c), x.dtype)
+            rows = ws.scratch(xp, "pool_rows", (n, ho, wp, c), x.dtype)
             xp.maximum(xpad[:, 0:sy * (ho - 1) + 1:sy], xpad[:, 1:1 + sy * (ho - 1) + 1:sy],
                        out=rows)
             for u in range(2, ph):
@@ -129,7 +129,7 @@ def pool_forward(xp: Any, x: Any, method: str, pool: tuple[int, int], stride: tu
                 if u or v:
                     xp.maximum(y, window(xpad, u, v, sy, sx, ho, wo), out=y)
         return y, None
-    xpad = padded(xp, x, pad, ws, (key, "xpad"), 0.0)
+    xpad = padded(xp, x, pad, ws, "xpad", 0.0)
     acc = ws.empty(xp, (key, "y"), (n, ho, wo, c), x.dtype)
     acc[...] = window(xpad, 0, 0, sy, sx, ho, wo)
     for v in range(pw):
@@ -153,9 +153,9 @@ def pool_backward(xp: Any, x: Any, y: Any, aux: Any, dy: Any, method: str,
     _, ho, wo, _ = dy.shape
     (ph, pw), (sy, sx), (pt, pb, pl, pr) = pool, stride, pad
     if method != "max":
-        g = ws.empty(xp, (key, "g"), dy.shape, dy.dtype)
+        g = ws.scratch(xp, "pool_g", dy.shape, dy.dtype)
         xp.divide(dy, aux, out=g)
-        dxpad = ws.zeros(xp, (key, "dxpad"), (n, h + pt + pb, wd + pl + pr, c), dy.dtype)
+        dxpad = ws.scratch_zeros(xp, "pool_dxpad", (n, h + pt + pb, wd + pl + pr, c), dy.dtype)
         for v in range(pw):
             for u in range(ph):
                 window(dxpad, u, v, sy, sx, ho, wo)[...] += g
@@ -163,11 +163,11 @@ def pool_backward(xp: Any, x: Any, y: Any, aux: Any, dy: Any, method: str,
         dx = ws.empty(xp, (key, "dx"), x.shape, dy.dtype)
         dx[...] = dxpad[:, pt:pt + h, pl:pl + wd, :]
         return dx
-    xpad = padded(xp, x, pad, ws, (key, "xpad"), -xp.inf)
-    r = ws.empty(xp, (key, "r"), dy.shape, dy.dtype)
+    xpad = padded(xp, x, pad, ws, "xpad", -xp.inf)
+    r = ws.scratch(xp, "pool_r", dy.shape, dy.dtype)
     r[...] = dy
-    eq = ws.empty(xp, (key, "eq"), dy.shape, bool)
-    t = ws.empty(xp, (key, "t"), dy.shape, dy.dtype)
+    eq = ws.scratch(xp, "pool_eq", dy.shape, bool)
+    t = ws.scratch(xp, "pool_t", dy.shape, dy.dtype)
     direct = fast and _disjoint(pool, stride, pad)
     if direct:
         # disjoint windows: every cell is written once, straight into dX
@@ -177,7 +177,7 @@ def pool_backward(xp: Any, x: Any, y: Any, aux: Any, dy: Any, method: str,
             dx[:, :, wo * pw:] = 0
         dxpad = dx
     else:
-        dxpad = ws.zeros(xp, (key, "dxpad"), (n, h + pt + pb, wd + pl + pr, c), dy.dtype)
+        dxpad = ws.scratch_zeros(xp, "pool_dxpad", (n, h + pt + pb, wd + pl + pr, c), dy.dtype)
     last = ph * pw - 1
     for v in range(pw):
         for u in range(ph):

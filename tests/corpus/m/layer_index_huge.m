@@ -1,0 +1,8 @@
+% bad: net.layers{1e9}
+net.layers = {};
+net.layers{end+1} = struct('type', 'conv', ...
+    'weights', {{0.1*randn(3,3,1,4,'single'), zeros(1,4,'single')}}, ...
+    'stride', 1, 'pad', 0);
+net.layers{end+1} = struct('type', 'relu');
+net.layers{end+1} = struct('type', 'softmaxloss');
+net.layers{1e9} = struct('type', 'relu');
