@@ -98,8 +98,16 @@ def _seed(text: str) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from . import distributed  # noqa: PLC0415
     from .runner import RunError, RunInterrupted, run  # noqa: PLC0415
 
+    if args.distributed or distributed.launched_by_mpi():
+        world = distributed.init_world()
+        return distributed.run_main(
+            world, lambda: run(args.spec, backend=args.backend, epochs=args.epochs,
+                               out=args.out, seed=args.seed, fresh=args.fresh,
+                               defines=parse_defines(args.define), world=world),
+            debug=bool(os.environ.get("LAYERSPEC_DEBUG")))
     try:
         run(args.spec, backend=args.backend, epochs=args.epochs, out=args.out, seed=args.seed,
             fresh=args.fresh, defines=parse_defines(args.define))
@@ -187,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start over: delete DIR's old checkpoints instead of resuming")
     r.add_argument("--define", action="append", metavar="NAME=VALUE",
                    help="bind a name or an exact Matlab expression used by initializers")
+    r.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI ranks (needs mpi4py); automatic under "
+                        "mpiexec/mpirun: mpiexec -n 4 layerspec run SPEC")
     r.set_defaults(func=cmd_run)
 
     e = sub.add_parser("eval", help="evaluate a checkpoint on the test split",

@@ -68,7 +68,7 @@ def _check_member(f: IO[bytes], size: int, key: str | None, where: str,
         return
     what = f"{where}: array '{key}'" if key is not None else where
     if dtype.hasobject:
-        raise error(f"{what} holds Python objects (a pickle), which layerspec never loads: "
+        raise error(f"{what} holds Python objects (pickles), which layerspec never loads: "
                     f"unpickling can run code; save numeric (or string) arrays")
     declared = math.prod(int(n) for n in shape) * dtype.itemsize
     held = size - f.tell()

@@ -281,7 +281,8 @@ def _remove_old(out_dir: Path) -> int:
 def run(spec_path: str | Path, *, backend: str = "numpy", epochs: int | None = None,
         out: str | Path | None = None, seed: int | None = None, fresh: bool = False,
         defines: Mapping[str, Any] | None = None, progress: str | None = None,
-        stdout: TextIO | None = None, stderr: TextIO | None = None) -> RunResult:
+        stdout: TextIO | None = None, stderr: TextIO | None = None,
+        world: Any = None) -> RunResult:
     """Train the spec at ``spec_path`` on its data (``layerspec run``); see the module doc.
 
     ``epochs`` overrides ``numEpochs``; ``seed`` sets the weight-initialisation seed and
@@ -291,8 +292,15 @@ def run(spec_path: str | Path, *, backend: str = "numpy", epochs: int | None = N
     Raises SpecError (input errors, a checkpoint of another spec), RunError (a non-finite
     loss, a file that cannot be written) and RunInterrupted, a KeyboardInterrupt (after
     printing how to resume).
+
+    ``world`` (a :class:`layerspec.distributed.World`) trains data-parallel over its ranks:
+    rank 0 finds the checkpoint, prints and writes the files; see :mod:`layerspec.distributed`.
     """
     t0 = time.perf_counter()
+    root = world is None or world.rank == 0
+    if not root:  # only rank 0 prints
+        stdout = stderr = open(os.devnull, "w")
+        progress = "off"
     out_stream = stdout or sys.stdout
     err_stream = stderr or sys.stderr
     defines = dict(defines or {})
@@ -302,27 +310,35 @@ def run(spec_path: str | Path, *, backend: str = "numpy", epochs: int | None = N
     if out_dir.exists() and not out_dir.is_dir():
         raise SpecError(f"--out '{out_dir}' is a file, not a folder")
 
-    ckpt: Checkpoint | None = None
-    notes: list[str] = []
-    if fresh:
-        n = _remove_old(out_dir)
-        if n:
-            notes.append(f"--fresh: removed {n} old checkpoint{'s' if n > 1 else ''} "
-                         f"from {out_dir}")
-    else:
-        ckpt, skipped = find_latest(out_dir)
-        for path, why in skipped:
-            notes.append(f"note: skipping {path}: {why}")
-        if ckpt is not None and ckpt.spec_digest != spec.digest():
-            raise CheckpointError(
-                f"{ckpt.path} was written by a different spec (digest {ckpt.spec_digest}, "
-                f"'{spec_path}' now has {spec.digest()}); refusing to resume. Use --fresh to "
-                f"start over in {out_dir}, or --out DIR for a new folder")
+    def find_state() -> tuple[Checkpoint | None, list[str]]:
+        ckpt: Checkpoint | None = None
+        notes: list[str] = []
+        if fresh:
+            n = _remove_old(out_dir)
+            if n:
+                notes.append(f"--fresh: removed {n} old checkpoint{'s' if n > 1 else ''} "
+                             f"from {out_dir}")
+        else:
+            ckpt, skipped = find_latest(out_dir)
+            for path, why in skipped:
+                notes.append(f"note: skipping {path}: {why}")
+            if ckpt is not None and ckpt.spec_digest != spec.digest():
+                raise CheckpointError(
+                    f"{ckpt.path} was written by a different spec (digest {ckpt.spec_digest}, "
+                    f"'{spec_path}' now has {spec.digest()}); refusing to resume. Use --fresh "
+                    f"to start over in {out_dir}, or --out DIR for a new folder")
+        return ckpt, notes
+
+    # distributed: rank 0 alone looks at the folder and sends what it found to the others
+    ckpt, notes = (find_state() if world is None
+                   else world.from_root(find_state, "reading the checkpoint"))
 
     init_seed = spec.seed if seed is None else seed
     # a checkpoint's arrays are net.weights as saved (canonical layout): used as they are
     weights = (ckpt.weights(spec) if ckpt is not None
                else resolve_weights(spec, embedded, None, init_seed, defines))
+    if world is not None:
+        world.use_device(backend)
     net = Net(spec, weights, backend, init_seed)
     shape = spec.input or ds.image_shape
     net.info(shape)
@@ -340,6 +356,12 @@ def run(spec_path: str | Path, *, backend: str = "numpy", epochs: int | None = N
         trainer.load_state_arrays(ckpt.state)
         stats = [s for s in ckpt.stats if int(s.get("epoch", 0)) <= ckpt.epoch]
         start = ckpt.epoch
+    par = None
+    if world is not None:
+        from .distributed import attach  # noqa: PLC0415
+
+        par = attach(world, trainer)
+        par.verify(trainer)  # all ranks start from rank 0's state
     n_epochs = opts.numEpochs
 
     prog = Progress(progress, n_epochs, out_stream, err_stream)
@@ -349,6 +371,9 @@ def run(spec_path: str | Path, *, backend: str = "numpy", epochs: int | None = N
     prog.say(f"{spec.name}: {len(spec.layers)} layers, {params:,} parameters, "
              f"{net.backend.name}; data: {ds.description}; batch {opts.batchSize}, "
              f"{n_epochs} epoch{'s' if n_epochs != 1 else ''} -> {out_dir}/")
+    if par is not None:
+        prog.say(f"{world.describe()}; {par.bytes_per_step:,} bytes per step summed by "
+                 f"{world.transport} Allreduce")
     if ckpt is not None:
         prog.say(f"resuming from {ckpt.path} (epoch {ckpt.epoch} of {n_epochs} done)")
     result = RunResult(out_dir, stats, start, start, net, ds,
@@ -358,12 +383,15 @@ def run(spec_path: str | Path, *, backend: str = "numpy", epochs: int | None = N
         prog.say(f"{out_dir}: {start} epochs already trained; nothing to do (--epochs N trains "
                  f"longer, --fresh starts over)")
     else:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        if root:
+            out_dir.mkdir(parents=True, exist_ok=True)
         has_val = len(ds.x_test) > 0
         if not has_val:
             prog.say("note: the data has no test split; no validation")
         cmd = resume_command(spec_path, backend=backend, epochs=epochs, out=out, seed=seed,
                              defines=defines)
+        if world is not None:
+            cmd = f"mpiexec -n {world.size} {cmd}"
         plot_note = True
         last_plot = -math.inf
         epoch = start + 1
@@ -379,6 +407,8 @@ def run(spec_path: str | Path, *, backend: str = "numpy", epochs: int | None = N
                     last = (f"the last good checkpoint {result.checkpoint} is intact"
                             if result.checkpoint is not None else "no checkpoint was written")
                     raise RunError(f"{exc}; the run stopped and {last}") from None
+                if par is not None and not par.verify(trainer):
+                    prog.say("note: the ranks' weights had drifted apart; all now use rank 0's")
                 val: EpochStats | None = None
                 if has_val:
                     prog.start(epoch, "val")
@@ -388,11 +418,19 @@ def run(spec_path: str | Path, *, backend: str = "numpy", epochs: int | None = N
                 entry = {"epoch": epoch, "train": tr.as_dict(),
                          "val": val.as_dict() if val is not None else None}
                 stats.append(entry)
-                try:
-                    result.checkpoint = save_checkpoint(out_dir, net, trainer, epoch, stats)
-                    result.end_epoch = epoch
+
+                def save(epoch: int = epoch) -> Path:
+                    path = save_checkpoint(out_dir, net, trainer, epoch, stats)
+                    result.checkpoint, result.end_epoch = path, epoch
                     write_text_atomic(out_dir / "stats.json",
                                       json.dumps(stats, indent=1) + "\n", "stats")
+                    return path
+
+                try:
+                    # distributed: rank 0 writes and tells the others whether it succeeded
+                    result.checkpoint = (save() if world is None
+                                         else world.from_root(save, "saving the checkpoint"))
+                    result.end_epoch = epoch
                 except CheckpointWriteError as exc:
                     prev = result.checkpoint
                     keep = (f"{prev} is intact" if prev is not None
@@ -405,6 +443,8 @@ def run(spec_path: str | Path, *, backend: str = "numpy", epochs: int | None = N
                 prog.epoch_line(entry)
                 if epoch < n_epochs and time.perf_counter() - last_plot < PLOT_INTERVAL:
                     continue  # short epochs: redraw at most every PLOT_INTERVAL seconds
+                if not root:
+                    continue
                 last_plot = time.perf_counter()
                 try:
                     drawn = plot_curves(stats, out_dir / "curves.png", spec.name)

@@ -358,6 +358,10 @@ def tidy_layer(raw: Any, index: int, ctx: _Ctx, pos: Pos,
     if ltype not in LAYER_CLASSES:
         if ltype.lower() in LAYER_CLASSES:
             ltype = ltype.lower()
+        elif ltype == "custom":
+            raise ctx.error(f"{label}: 'custom' layers run Matlab function handles, which "
+                            f"layerspec never executes; write the layer as one of: "
+                            f"{', '.join(sorted(LAYER_CLASSES))}", tpos)
         elif ltype in PLANNED_TYPES:
             raise ctx.error(f"{label}: layer type '{ltype}' is a SimpleNN type that layerspec "
                             f"does not implement yet", tpos)

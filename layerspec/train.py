@@ -236,6 +236,10 @@ class Trainer:
         self.net = net
         self.opts = opts
         self.state = init_solver_state(net, opts.solver)
+        #: data parallelism (:class:`layerspec.distributed.DataParallel`) or None: every
+        #: batch is cut by ``parallel.shard(batch)`` into this process's images, and
+        #: ``parallel.reduce`` sums gradients and statistics over the processes
+        self.parallel: Any = None
 
     def _scores_index(self) -> int:
         return len(self.net.layers) - 1 if self.net.layers[-1].is_loss else len(self.net.layers)
@@ -261,18 +265,24 @@ class Trainer:
         acc = Accumulator()
         bs = self.opts.batchSize
         nb = math.ceil(len(idx) / bs)
+        par = self.parallel
         for b in range(nb):
             batch = idx[b * bs:(b + 1) * bs]
-            xb = be.asarray(x[batch], dtype=self.net.dtype)
-            yb = be.asarray(y[batch])
+            mine = batch if par is None else par.shard(batch)
+            xb = be.asarray(x[mine], dtype=self.net.dtype)
+            yb = be.asarray(y[mine])
             res = simplenn(self.net, xb, dzdy=1.0, labels=yb, mode="normal", rng=rng,
                            step=(epoch, b + 1))
             loss = float(res[-1].x)
+            dzdw = [r.dzdw for r in res[:-1]]
+            if par is not None:  # the global batch's gradients, mean loss and errors
+                dzdw, loss, top1, top5 = par.reduce(dzdw, loss, *self._errors(res, yb))
             if not math.isfinite(loss):
                 raise FloatingPointError(f"the loss is {loss} at epoch {epoch}, batch {b + 1}: "
                                          f"lower the learning rate")
-            top1, top5 = self._errors(res, yb)
-            apply_update(self.net, [r.dzdw for r in res[:-1]], self.state, self.opts, lr)
+            if par is None:
+                top1, top5 = self._errors(res, yb)
+            apply_update(self.net, dzdw, self.state, self.opts, lr)
             acc.add(loss * len(batch), top1, top5, len(batch))
             if on_batch is not None:
                 on_batch(b + 1, nb, acc.stats())
@@ -285,14 +295,19 @@ class Trainer:
         acc = Accumulator()
         bs = self.opts.batchSize
         nb = math.ceil(len(x) / bs)
+        par = self.parallel
         for b in range(nb):
-            sl = slice(b * bs, (b + 1) * bs)
-            xb = be.asarray(x[sl], dtype=self.net.dtype)
-            yb = be.asarray(y[sl])
+            lo, hi = b * bs, min((b + 1) * bs, len(x))
+            mine = slice(lo, hi) if par is None else par.shard(np.arange(lo, hi))
+            xb = be.asarray(x[mine], dtype=self.net.dtype)
+            yb = be.asarray(y[mine])
             res = simplenn(self.net, xb, labels=yb, mode="test")
             top1, top5 = self._errors(res, yb)
-            n = len(xb)
-            acc.add(float(res[-1].x) * n if self.net.layers[-1].is_loss else 0.0, top1, top5, n)
+            n = hi - lo
+            loss = float(res[-1].x) if self.net.layers[-1].is_loss else 0.0
+            if par is not None:
+                loss, top1, top5 = par.reduce_stats(loss, top1, top5)
+            acc.add(loss * n, top1, top5, n)
             if on_batch is not None:
                 on_batch(b + 1, nb, acc.stats())
         return acc.stats()

@@ -199,7 +199,7 @@ BAD = [
     ("end", RELU + "end\n", "2:1", "unexpected 'end'"),
     ("shuffle", "rng('shuffle');\n" + RELU, "1:5", "seeds from the clock"),
     ("netfield", RELU + "net.foo = 1;\n", "2:1", "net.foo: not a SimpleNN field"),
-    ("nolayers", "x = 1;\n", None, "no layers found"),
+    ("nolayers", "x = 1;\n", "1:1", "no layers found"),
 ]
 
 

@@ -52,9 +52,12 @@ def test_unknown_layer_type(tmp_path):
     assert (err.line, err.column) == (6, 12)
 
 
-def test_planned_type_is_named(tmp_path):
-    err = error_of(tmp_path, BASE.replace("{type: relu}", "{type: bnorm}"))
-    assert "'bnorm' is a SimpleNN type that layerspec does not implement yet" in err.message
+def test_every_simplenn_type_is_known():
+    from layerspec.layers import PLANNED_TYPES
+    from layerspec.matconvnet import SIMPLENN_TYPES
+
+    assert SIMPLENN_TYPES <= layerspec.LAYER_TYPES
+    assert not PLANNED_TYPES
 
 
 def test_duplicate_key(tmp_path):
@@ -191,3 +194,10 @@ def test_schedule_expression():
     spec, _ = spec_from_source(Path(__file__).parent.parent / "specs" / "lenet_cifar.yaml")
     lr = spec.train["learningRate"]
     assert len(lr) == 45 and lr[0] == 0.05 and lr[30] == 0.005 and lr[-1] == 0.0005
+
+
+def test_custom_type_is_refused_with_reason(tmp_path):
+    err = error_of(tmp_path, BASE.replace("{type: relu}", "{type: custom}"))
+    assert "'custom' layers run Matlab function handles, which layerspec never executes" \
+        in err.message
+    assert (err.line, err.column) == (6, 12)

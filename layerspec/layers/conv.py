@@ -114,7 +114,10 @@ def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
                  pad: tuple[int, int, int, int], dilate: tuple[int, int],
                  ws: Workspace | None = None, key: Any = None,
                  fast: bool = True) -> tuple[Any, Any]:
-    """y = conv(x, f) + b. Returns ``(y, cols)``; ``cols`` is reused by the backward pass.
+    """y = conv(x, f) + b. Returns ``(y, cols)``: ``cols`` is the patch matrix when it is a
+    view of ``x`` (1x1 and whole-input convs), kept for the backward pass; ``None`` otherwise —
+    im2col patches are rebuilt in the backward pass into a shared scratch buffer instead of
+    being kept per layer (on seed320 they would hold about 1.2 GB).
 
     ``ws``/``key``: where to take (and keep) buffers; ``fast=False`` forces the im2col path
     (the reference for the 1x1 and whole-input fast paths)."""
@@ -130,10 +133,7 @@ def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
     elif kind == "full":
         cols = xp.ascontiguousarray(x).reshape(n, h * w * c)
     else:
-        xpad = padded(xp, x, pad, ws, "xpad")
-        buf = ws.empty(xp, (key, "cols"), (n * ho * wo, fh * fw * c), x.dtype)
-        cols = im2col(xp, xpad, fh, fw, dilate, stride, ho, wo, out=buf)
-        del xpad
+        cols = _patches(xp, x, fh, fw, stride, pad, dilate, ho, wo, ws)
     m = cols.shape[0]
     if g == 1:
         y = ws.empty(xp, (key, "y"), (m, k), x.dtype)
@@ -145,7 +145,17 @@ def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
         y = xp.matmul(cols_g, f_g).transpose(1, 0, 2).reshape(m, k)
     if b is not None and b.size:
         y += b
-    return y.reshape(n, ho, wo, k), cols
+    return y.reshape(n, ho, wo, k), (cols if kind != "im2col" else None)
+
+
+def _patches(xp: Any, x: Any, fh: int, fw: int, stride: tuple[int, int],
+             pad: tuple[int, int, int, int], dilate: tuple[int, int], ho: int, wo: int,
+             ws: Workspace) -> Any:
+    """im2col patches of ``x`` in the shared ``"cols"`` scratch buffer (drop before return)."""
+    n, _, _, c = x.shape
+    xpad = padded(xp, x, pad, ws, "xpad")
+    buf = ws.scratch(xp, "cols", (n * ho * wo, fh * fw * c), x.dtype)
+    return im2col(xp, xpad, fh, fw, dilate, stride, ho, wo, out=buf)
 
 
 def _dx_tconv(xp: Any, dy: Any, f: Any, x_shape: tuple[int, ...],
@@ -219,6 +229,8 @@ def conv_backward(xp: Any, x: Any, f: Any, b: Any, dy: Any, cols: Any, stride: t
     _, ho, wo, _ = dy.shape
     m = n * ho * wo
     dym = xp.ascontiguousarray(dy).reshape(m, k)
+    if cols is None:
+        cols = _patches(xp, x, fh, fw, stride, pad, dilate, ho, wo, ws)
     db = dym.sum(axis=0) if b is not None and b.size else xp.zeros((0,), dtype=dy.dtype)
     if g == 1:
         f2 = f.reshape(fh * fw * fc, k)
