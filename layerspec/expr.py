@@ -1603,6 +1603,17 @@ def _shorten(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def _held_size(v: object) -> int:
+    """Elements of an evaluated value: arrays, and the arrays in cells and structs."""
+    if isinstance(v, np.ndarray):
+        return int(v.size)
+    if isinstance(v, list):
+        return sum(_held_size(x) for x in v)
+    if isinstance(v, dict):
+        return sum(_held_size(x) for x in v.values())
+    return 0
+
+
 class _Evaluator:
     def __init__(self, root: Node, names: Mapping[str, object] | None,
                  rng: np.random.Generator | None, defines: Mapping[str, object] | None,
@@ -1613,6 +1624,9 @@ class _Evaluator:
         self.defines = {normalize_define_key(str(k)): _from_python(v)
                         for k, v in (defines or {}).items()}
         self.max_elements = int(max_elements)
+        #: elements of the values evaluated and kept while a sibling is evaluated (operands,
+        #: arguments, cell and matrix elements): they count against the limit too
+        self.held = 0
         self.source = _shorten(source)
         self.printer = _Printer()
         self.end_stack: list[tuple[object, int, int]] = []
@@ -1632,6 +1646,26 @@ class _Evaluator:
         if count > self.max_elements:
             raise _error(f"{self.text_of(node)} would have {_fmt_count(count)} elements; the "
                          f"limit is {_fmt_count(self.max_elements)}", node.pos)
+        if count + self.held > self.max_elements:
+            raise _error(f"{self.text_of(node)} would have {_fmt_count(count)} elements while "
+                         f"the expression around it holds {_fmt_count(self.held)}; the limit "
+                         f"is {_fmt_count(self.max_elements)} in all", node.pos)
+
+    def eval_held(self, nodes: Sequence[Node]) -> list[object]:
+        """Evaluate ``nodes`` in turn; each value counts as held (:meth:`check_count`) while
+        the next ones are evaluated, so that no expression keeps more than the limit alive."""
+        values: list[object] = []
+        added = 0
+        try:
+            for n in nodes:
+                v = self.eval(n)
+                size = _held_size(v)
+                added += size
+                self.held += size
+                values.append(v)
+        finally:
+            self.held -= added
+        return values
 
     def numeric(self, v: object, pos: Pos, what: str) -> np.ndarray:
         if isinstance(v, np.ndarray):
@@ -1773,21 +1807,26 @@ class _Evaluator:
                 if node.braces:
                     raise _error(f"'{target.name}' is a function; use {target.name}(...), "
                                  f"not {target.name}{{...}}", node.pos)
-                args = [self.eval(a) for a in node.args]
+                args = self.eval_held(node.args)
                 return self._apply(fn, target.name, node, node.args, args)
         else:
             base = self.eval(target)
         k = len(node.args)
         idx: list[object] = []
-        for i, a in enumerate(node.args):
-            if isinstance(a, Colon):
-                idx.append(_COLON)
-                continue
-            self.end_stack.append((base, i, k))
-            try:
-                idx.append(self.eval(a))
-            finally:
-                self.end_stack.pop()
+        base_size = _held_size(base)
+        self.held += base_size
+        try:
+            for i, a in enumerate(node.args):
+                if isinstance(a, Colon):
+                    idx.append(_COLON)
+                    continue
+                self.end_stack.append((base, i, k))
+                try:
+                    idx.extend(self.eval_held([a]))
+                finally:
+                    self.end_stack.pop()
+        finally:
+            self.held -= base_size
         try:
             with np.errstate(all="ignore"):
                 return self._index(base, idx, node)
@@ -1920,8 +1959,7 @@ class _Evaluator:
             if (op == "&&" and not left) or (op == "||" and left):
                 return left
             return self._truth(self.eval(node.right), node)
-        x = self.eval(node.left)
-        y = self.eval(node.right)
+        x, y = self.eval_held([node.left, node.right])
         try:
             if op in _ELEMENTWISE:
                 return self.elementwise(_ELEMENTWISE[op], x, y, node, op)
@@ -2095,7 +2133,7 @@ class _Evaluator:
         return np.concatenate(arrays, axis=dim - 1)
 
     def _matrix(self, node: Matrix) -> object:
-        rows = [[self.eval(e) for e in row] for row in node.rows]
+        rows = self._rows(node.rows)
         flat = [v for row in rows for v in row]
         if not flat:
             return np.zeros((0, 0))
@@ -2112,8 +2150,13 @@ class _Evaluator:
         except Exception as exc:
             raise self._wrap(exc, node, "concatenation") from None
 
+    def _rows(self, rows: Sequence[Sequence[Node]]) -> list[list[object]]:
+        """The elements of a matrix or cell, evaluated as held values (:meth:`eval_held`)."""
+        values = iter(self.eval_held([e for row in rows for e in row]))
+        return [[next(values) for _ in row] for row in rows]
+
     def _cell(self, node: Cell) -> object:
-        rows = [[self.eval(e) for e in row] for row in node.rows]
+        rows = self._rows(node.rows)
         if not rows:
             return []
         if len(rows) == 1:

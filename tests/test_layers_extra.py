@@ -295,6 +295,9 @@ def test_convt_shapes_and_errors():
                  "weights": ["randn(4,4,3,6)", bias]}
         with pytest.raises(ShapeError, match=msg):
             layerspec.load({"input": [5, 4, 6], "layers": [layer]})
+    with pytest.raises(SpecError, match="numGroups must be >= 1"):
+        layerspec.load({"layers": [{"type": "convt", "numGroups": 0,
+                                    "weights": ["randn(4,4,3,6)", "[]"]}]})
     with pytest.raises(ShapeError, match="4th dimension"):
         layerspec.load({"input": [5, 4, 5], "layers": [
             {"type": "convt", "weights": ["randn(4,4,3,6)", "[]"]}]})

@@ -9,7 +9,7 @@ import pytest
 from test_gradcheck import check_grads, make_net
 
 import layerspec
-from layerspec.backend import NUMPY
+from layerspec.backend import NUMPY, cupy_status
 from layerspec.errors import ShapeError, SpecError
 from layerspec.layers import Context, Lstm
 
@@ -266,3 +266,36 @@ def test_dropout_seed_field():
     assert layerspec.load(net.spec.to_dict()).spec.layers == net.spec.layers
     with pytest.raises(SpecError, match="seed: must be >= 0"):
         _seeded_net(-1)
+
+
+GPU_OK, GPU_WHY = cupy_status()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not GPU_OK, reason=GPU_WHY)
+@pytest.mark.parametrize("mode", ["normal", "test"])
+def test_numpy_and_cupy_agree(mode):
+    """The article's stack in small; masks are drawn on the host, so both backends see the
+    same ones."""
+    spec = {"input": [1, 9, 3], "layers": [
+        {"type": "lstm", "units": 16, "return_sequences": True},
+        {"type": "dropout", "rate": 0.4, "seed": 1001},
+        {"type": "lstm", "units": 8, "return_sequences": True, "dropout": 0.25,
+         "recurrent_dropout": 0.25},
+        {"type": "dropout", "rate": 0.4},
+        {"type": "lstm", "units": 4, "dropout": 0.25, "recurrent_dropout": 0.25},
+        {"type": "fc", "units": 3}, {"type": "softmaxloss"}]}
+    cpu = layerspec.load(spec, seed=2)
+    gpu = cpu.to("cupy")
+    x = R.standard_normal((5, 1, 9, 3)).astype(np.float32)
+    y = np.array([0, 1, 2, 1, 0])
+    a = layerspec.simplenn(cpu, x, dzdy=1.0, labels=y, mode=mode,
+                           rng=np.random.default_rng(0), step=(1, 1))
+    b = layerspec.simplenn(gpu, x, dzdy=1.0, labels=y, mode=mode,
+                           rng=np.random.default_rng(0), step=(1, 1))
+    for ra, rb in zip(a, b, strict=True):
+        np.testing.assert_allclose(gpu.backend.to_numpy(rb.x), ra.x, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(gpu.backend.to_numpy(rb.dzdx), ra.dzdx, rtol=1e-4,
+                                   atol=1e-5)
+        for ga, gb in zip(ra.dzdw, rb.dzdw, strict=True):
+            np.testing.assert_allclose(gpu.backend.to_numpy(gb), ga, rtol=1e-4, atol=1e-5)

@@ -2,7 +2,10 @@
 
 Every ``res_x``, ``res_dzdx`` and ``res_dzdw`` entry of each network case is compared with
 rtol 1e-5 and atol 1e-5 * max|ref| per tensor (lenet_mnist_bn: 2e-4, see its README
-section (j)). Cases with layer types of issue 10 are skipped until the core has them.
+section (j)). Exceptions: lrn_net is compared with its exact-arithmetic reference (MatConvNet's
+CPU LRN uses an approximate pow), and bnorm_net_test's derivatives with the true test-mode
+derivative ``dzdx_frozen_moments_f64`` where MatConvNet's batch-statistics backward differs
+(see FROZEN_MOMENTS). Cases whose layer types the core lacks are skipped.
 """
 
 from __future__ import annotations

@@ -57,7 +57,8 @@ def batch_moments(xp: Any, x: Any, epsilon: float) -> tuple[Any, Any]:
 @dataclass(frozen=True, kw_only=True)
 class Bnorm(Layer):
     """Batch normalisation. Weights ``[g (C,), b (C,), moments (C,2) = [mu sigma]]``; batch
-    statistics in training, the stored moments in test mode."""
+    statistics in training, the stored moments in test mode (whose backward is the true
+    derivative with the moments fixed, unlike MatConvNet's)."""
 
     weights: tuple[str, ...] | None = param(
         "weights", None,

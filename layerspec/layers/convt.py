@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ShapeError
+from ..errors import ShapeError, SpecError
 from .base import Context, Layer, Shape, pad_hw, param, window
 
 
@@ -44,6 +44,10 @@ class Convt(Layer):
 
     type = "convt"
     weight_names = ("filters", "biases")
+
+    def __post_init__(self) -> None:
+        if self.numGroups < 1:
+            raise SpecError(f"convt: numGroups must be >= 1, got {self.numGroups}")
 
     def check_weights(self, shape: Shape, wshapes: list[tuple[int, ...]]) -> None:
         super().check_weights(shape, wshapes)

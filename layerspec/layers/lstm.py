@@ -131,6 +131,8 @@ class Lstm(Layer):
                              f"(or none), got {nb}")
 
     def spatial_out(self, axis: int, n: int, wshapes: list[tuple[int, ...]]) -> int:
+        if axis == 0 and n != 1:
+            raise ShapeError(f"lstm '{self.name}': input height {n}: sequences have height 1")
         return n if axis == 1 and self.return_sequences else 1
 
     def output_shape(self, shape: Shape, wshapes: list[tuple[int, ...]]) -> Shape:
