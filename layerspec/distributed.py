@@ -49,10 +49,11 @@ checkpoint write) is printed once, by rank 0, and every rank exits with its stat
 error on one rank only (an exception, Ctrl-C on that rank) makes that rank print a line
 naming itself (``rank r of K (pid, host)``) and call ``MPI_Abort``, which ends the job — no
 hang. A rank killed outright (a signal, the OOM killer) is seen by ``mpiexec``, which stops the
-job (MPICH's names the pid, which the start-up line maps to a rank; Open MPI's names the
-rank); a watchdog thread also aborts with a message naming the rank when a rank on the same
-host is gone while the others wait in a collective, and after ``LAYERSPEC_DIST_TIMEOUT``
-seconds (default 900) without an answer (a rank on another host that died or hangs).
+job at once (MPICH's names the pid, which the start-up line maps to a rank; Open MPI's
+names the rank). A watchdog thread covers the rest: while a rank waits in a collective it
+aborts the job with a message naming the peer when a rank on the same machine (and pid
+namespace) is gone, and after ``LAYERSPEC_DIST_TIMEOUT`` seconds (default 900) without an
+answer (a rank that hangs, or died on another machine without the launcher noticing).
 ``LAYERSPEC_DIST_GRACE`` (default 10 s) is how long a failing rank waits to learn whether
 the others failed too before it aborts the job.
 
@@ -110,6 +111,21 @@ def _env_float(name: str, default: float) -> float:
         return max(0.1, float(os.environ[name]))
     except (KeyError, ValueError):
         return default
+
+
+def _machine() -> tuple[str, str]:
+    """(this machine's boot id, its boot id and pid namespace): ranks with the same first part
+    share a machine (its GPUs), with the same second part they can see each other's pids."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+    except OSError:
+        boot = socket.gethostname()
+    try:
+        ns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        ns = socket.gethostname()
+    return boot, f"{boot}/{ns}"
 
 
 def _alive(pid: int) -> bool:
@@ -177,11 +193,14 @@ class World:
         # a second communicator for agreeing on failures: never mixed with the training
         # collectives, so a failing rank can wait on it while the others sit in an Allreduce
         self.fail_comm = comm.Dup()
-        info = comm.allgather((self.host, self.pid))
-        self.hosts = [h for h, _ in info]
-        self.pids = [int(p) for _, p in info]
-        self.local_rank = sum(1 for r in range(self.rank) if self.hosts[r] == self.host)
-        self.local_size = sum(1 for h in self.hosts if h == self.host)
+        machine, pid_space = _machine()
+        info = comm.allgather((self.host, self.pid, machine, pid_space))
+        self.hosts = [i[0] for i in info]
+        self.pids = [int(i[1]) for i in info]
+        self.local_rank = sum(1 for r in range(self.rank) if info[r][2] == machine)
+        #: ranks whose pids this rank can watch (same machine and pid namespace)
+        self.watchable = [r for r in range(self.size) if r != self.rank and
+                          info[r][3] == pid_space]
         self.timeout = _env_float("LAYERSPEC_DIST_TIMEOUT", DEFAULT_TIMEOUT)
         self.grace = _env_float("LAYERSPEC_DIST_GRACE", DEFAULT_GRACE)
         self.transport = "MPI"
@@ -227,16 +246,15 @@ class World:
             if busy is None:
                 continue
             what, t0 = busy
-            for r in range(self.size):
-                if r != self.rank and self.hosts[r] == self.host and not _alive(self.pids[r]):
-                    if self._busy is None:
-                        break
+            for r in self.watchable:
+                if not _alive(self.pids[r]) and self._busy is busy:
                     self.abort(f"layerspec: {self.who(r)} is gone (it died) while "
                                f"{self.who()} waited in {what}; stopping the job. The last "
                                f"checkpoint written is intact; resume with the same command.")
-            if time.monotonic() - t0 > self.timeout:
-                others = [r for r in range(self.size) if self.hosts[r] != self.host]
-                where = (f"; ranks on other hosts: {', '.join(map(str, others))}"
+            if time.monotonic() - t0 > self.timeout and self._busy is busy:
+                others = [r for r in range(self.size)
+                          if r != self.rank and r not in self.watchable]
+                where = (f"; ranks it cannot watch: {', '.join(map(str, others))}"
                          if others else "")
                 self.abort(f"layerspec: {self.who()} got no answer from the other ranks for "
                            f"{self.timeout:.0f} s in {what} (a rank died or hangs{where}); "
@@ -339,7 +357,7 @@ class World:
         try:
             from cupy.cuda import nccl  # noqa: PLC0415
 
-            nccl.get_version()
+            ok = hasattr(nccl, "NcclCommunicator") and hasattr(nccl, "get_unique_id")
         except Exception:
             ok = False
         if not all(self.allgather(ok, "choosing the transport")):

@@ -7,6 +7,7 @@ specs and skip with a reason when mpi4py or a matching ``mpiexec`` is missing
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -249,12 +250,14 @@ def test_error_on_every_rank_is_printed_once(mpiexec, tmp_path) -> None:
     assert "MPI_Abort" not in p.stderr
 
 
-def _start_long_run(exe: str, tmp_path: Path) -> tuple[subprocess.Popen, Path, Path, int]:
+def _start_long_run(exe: str, tmp_path: Path, **env: str,
+                    ) -> tuple[subprocess.Popen, Path, Path, int]:
     spec = write_spec(tmp_path, epochs=200, train=1500)
     out, log = tmp_path / "out", tmp_path / "log.txt"
     cmd = [exe, "-n", "2", sys.executable, "-m", "layerspec", "run", str(spec), "--out",
            str(out), "--backend", "numpy"]
-    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=_env())
+    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            env={**_env(), **env})
     deadline = time.monotonic() + 40
     pid = None
     while time.monotonic() < deadline and proc.poll() is None:
@@ -303,3 +306,19 @@ def test_rank_failing_alone_is_named_and_aborts(mpiexec, tmp_path) -> None:
     assert re.search(rf"rank 1 of 2 \(pid {pid} on [^)]*\): interrupted", text), text[-2000:]
     ckpt, _ = find_latest(out)
     assert ckpt is not None and ckpt.epoch >= 1
+
+
+def test_hung_rank_stops_the_job_after_the_timeout(mpiexec, tmp_path) -> None:
+    proc, out, log, pid = _start_long_run(mpiexec, tmp_path, LAYERSPEC_DIST_TIMEOUT="3")
+    os.kill(pid, signal.SIGSTOP)  # rank 1 hangs: rank 0's watchdog gives up after 3 s
+    try:
+        _ends_within(proc, 30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    text = log.read_text()
+    assert proc.returncode != 0
+    assert re.search(r"rank 0 of 2 \(pid \d+ on [^)]*\) got no answer from the other ranks "
+                     r"for 3 s", text), text[-2000:]
+    ckpt, _ = find_latest(out)
+    assert ckpt is not None
