@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ShapeError
+from .errors import ShapeError, SpecError
 from .layers import Layer
 from .net import Net
 from .shapes import LayerInfo, fitting_sizes
@@ -123,10 +123,25 @@ def fit_explanation(net: Net, err: ShapeError) -> list[str]:
             f"input width: {fitting_sizes(net.layers, ws, 1)}"]
 
 
+#: most bytes of activations the --diagnose forward pass may hold
+MAX_DIAGNOSE_BYTES = 2**30
+
+
 def diagnose(net: Net, input_shape: Sequence[int], seed: int = 0,
              batch: int = 2) -> tuple[list[dict[str, Any]], list[str]]:
     """Forward pass at initialisation on N(0,1) input (mode 'test'): per-layer mean, std and
     fraction of exact zeros, plus warnings where activations die."""
+    need = batch * (4 * int(np.prod(input_shape)) + sum(i.memory for i in
+                                                         net.info(tuple(input_shape))))
+    if need > MAX_DIAGNOSE_BYTES:
+        from .spec import spec_pos  # noqa: PLC0415
+
+        line, col = spec_pos(net.spec, "input")
+        shape = "x".join(str(int(v)) for v in input_shape)
+        raise SpecError(f"--diagnose: a forward pass on {batch} inputs of {shape} would hold "
+                        f"about {need / 2**30:.1f} GiB of activations; the limit is "
+                        f"{MAX_DIAGNOSE_BYTES / 2**30:.0f} GiB (check a smaller --input)",
+                        file=net.spec.source, line=line, column=col)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, *input_shape), dtype=np.float32)
     last: Layer = net.layers[-1]

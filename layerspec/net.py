@@ -27,20 +27,30 @@ WEIGHTS_FORMAT = "layerspec-weights-1"
 
 
 def _fix_weight(layer: Layer, j: int, a: np.ndarray, dtype: Any) -> np.ndarray:
-    """Bring an initializer's or a file's array into layerspec's layout for weight j."""
+    """Bring an initializer's or a file's array into layerspec's layout for weight j
+    (``layer.weight_layouts[j]``)."""
     a = np.asarray(a, dtype=dtype)
-    if layer.type in ("conv", "convt") and j == 0:
+    layouts = layer.weight_layouts
+    layout = layouts[j] if j < len(layouts) else "vector"
+    if layout == "4d":
         if a.ndim > 4:
-            layout = "[h w in out]" if layer.type == "conv" else "[h w out in]"
+            layout_text = "[h w out in]" if layer.type == "convt" else "[h w in out]"
             raise ShapeError(f"{layer.type} '{layer.name}': filters must have at most 4 "
-                             f"dimensions {layout}, got shape {list(a.shape)}")
+                             f"dimensions {layout_text}, got shape {list(a.shape)}")
         a = a.reshape(a.shape + (1,) * (4 - a.ndim))  # Matlab drops trailing singletons
-    elif layer.type == "bnorm" and j == 2:
-        # moments [mu sigma]: C x 2, or 2C numbers read column-major as Matlab does
+    elif layout == "matrix":
+        while a.ndim > 2 and a.shape[-1] == 1:
+            a = a.reshape(a.shape[:-1])
+        if a.ndim > 2:
+            raise ShapeError(f"{layer.type} '{layer.name}': {layer.weight_names[j]} must be a "
+                             f"matrix, got shape {list(a.shape)}")
+        a = a.reshape((1,) * (2 - a.ndim) + a.shape)  # a Matlab row vector
+    elif layout == "moments":
+        # [mu sigma]: C x 2, or 2C numbers read column-major as Matlab does
         if not (a.ndim == 2 and a.shape[1] == 2):
             if a.size % 2 or a.size == 0:
-                raise ShapeError(f"bnorm '{layer.name}': moments must be C x 2 [mu sigma], "
-                                 f"got shape {list(a.shape)}")
+                raise ShapeError(f"{layer.type} '{layer.name}': moments must be C x 2 "
+                                 f"[mu sigma], got shape {list(a.shape)}")
             a = a.reshape(-1, order="F").reshape((-1, 2), order="F")
     else:
         a = a.reshape(-1)

@@ -39,7 +39,7 @@ HELPERS = {"README.md", "data/idx_labels.gz"}
 @dataclass(frozen=True)
 class Row:
     file: str                 # the bad file, relative to tests/corpus/
-    command: str              # check | run | port | eval, optionally "VERB use/driver.yaml"
+    command: str              # check | run | port | eval [use/driver.yaml] [--options]
     error: type[SpecError]    # the exact class raised
     fragment: str             # part of the message
     at: str | None            # "file:line:col" (relative to tests/corpus/), None: no position
@@ -170,6 +170,9 @@ ROWS = [
         "spec/random_seed_text.yaml:12:21"),
     Row("spec/solver_opts_number.yaml", "check", S,
         "train: solverOpts: expected a mapping", "spec/solver_opts_number.yaml:12:21"),
+    Row("spec/diagnose_huge_input.yaml", "check --diagnose", S,
+        "--diagnose: a forward pass on 2 inputs of 20000x20000x3 would hold about 26.8 GiB",
+        "spec/diagnose_huge_input.yaml:3:8"),
     Row("spec/weights_file_missing.yaml", "check", S, "missing.npz' not found",
         "spec/weights_file_missing.yaml:12:10"),
     # ---- spec: initializer expressions -------------------------------------------------
@@ -344,10 +347,15 @@ SUBPROCESS = ["spec/python_apply.yaml", "spec/newline_in_type.yaml", "spec/alias
               "data/pickled.npz", "mat/truncated.mat", "m/system.m"]
 
 
+def driver_of(row: Row) -> str | None:
+    return next((w for w in row.command.split() if w.startswith("use/")), None)
+
+
 def argv_of(row: Row, tmp: Path) -> list[str]:
-    verb, _, driver = row.command.partition(" ")
-    source = str(CORPUS / (driver or row.file))
-    extra = {"check": [],
+    verb, *words = row.command.split()
+    source = str(CORPUS / (driver_of(row) or row.file))
+    options = [w for w in words if w.startswith("--")]
+    extra = options + {"check": [],
              "run": ["--out", str(tmp / "out"), "--epochs", "1", "--backend", "numpy"],
              "port": ["-o", str(tmp / "out.yaml")],
              "eval": ["--backend", "numpy"]}[verb]
@@ -408,7 +416,7 @@ def test_corpus_is_complete() -> None:
     named = [r.file for r in ROWS]
     assert len(named) == len(set(named))
     assert set(named) == bad, (sorted(bad - set(named)), sorted(set(named) - bad))
-    used = {r.command.partition(" ")[2] for r in ROWS} - {""}
+    used = {driver_of(r) for r in ROWS} - {None}
     assert used == drivers, sorted(drivers ^ used)
     assert len(bad) >= 50
     kinds = {f.split("/")[0] for f in bad}

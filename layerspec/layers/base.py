@@ -75,6 +75,10 @@ class Layer(ABC):
     type: ClassVar[str] = ""
     #: names of the weight tensors (empty for layers without parameters)
     weight_names: ClassVar[tuple[str, ...]] = ()
+    #: how each weight array is stored, parallel to ``weight_names``: ``"4d"`` (padded to 4-D,
+    #: undoing Matlab's dropped trailing singletons), ``"matrix"`` (2-D), ``"vector"``
+    #: (raveled) or ``"moments"`` (C x 2, read column-major from 2C numbers)
+    weight_layouts: ClassVar[tuple[str, ...]] = ()
     #: True for layers whose output is a scalar loss computed against labels
     is_loss: ClassVar[bool] = False
 

@@ -69,6 +69,7 @@ class Bnorm(Layer):
 
     type = "bnorm"
     weight_names = ("multipliers", "biases", "moments")
+    weight_layouts = ("vector", "vector", "moments")
     #: the moments may be left out of ``weights`` (tidy adds zeros(C,2))
     min_weights: ClassVar[int] = 2
 

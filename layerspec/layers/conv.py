@@ -274,6 +274,7 @@ class Conv(Layer):
 
     type = "conv"
     weight_names = ("filters", "biases")
+    weight_layouts = ("4d", "vector")
 
     def _extent(self, axis: int, wshape: tuple[int, ...]) -> int:
         return (wshape[axis] - 1) * self.dilate[axis] + 1

@@ -44,6 +44,7 @@ class Convt(Layer):
 
     type = "convt"
     weight_names = ("filters", "biases")
+    weight_layouts = ("4d", "vector")
 
     def __post_init__(self) -> None:
         if self.numGroups < 1:

@@ -56,6 +56,7 @@ class Fc(Layer):
 
     type = "fc"
     weight_names = ("filters", "biases")
+    weight_layouts = ("4d", "vector")
     #: the layer can initialise itself (``weights`` may be left out)
     default_init: ClassVar[bool] = True
 

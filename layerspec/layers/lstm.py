@@ -95,6 +95,7 @@ class Lstm(Layer):
 
     type = "lstm"
     weight_names = ("input_weights", "recurrent_weights", "biases")
+    weight_layouts = ("matrix", "matrix", "vector")
     #: the layer can initialise itself (``weights`` may be left out)
     default_init: ClassVar[bool] = True
 
