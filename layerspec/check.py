@@ -39,26 +39,7 @@ def _bytes(n: int) -> str:
 
 
 def _filter_text(info: LayerInfo) -> str:
-    layer = info.layer
-    if layer.type == "conv":
-        return "x".join(str(d) for d in info.wshapes[0])
-    if layer.type == "pool":
-        return f"{layer.pool[0]}x{layer.pool[1]} {layer.method}"
-    if layer.type == "convt":
-        up = "" if layer.upsample == (1, 1) else f" up {_fmt_pair(layer.upsample)}"
-        crop = "" if not any(layer.crop) else f" crop {_fmt_pad(layer.crop)}"
-        groups = "" if layer.numGroups == 1 else f" G{layer.numGroups}"
-        return "x".join(str(d) for d in info.wshapes[0]) + up + crop + groups
-    if layer.type in ("normalize", "lrn", "noffset", "spnorm"):
-        return "[" + " ".join(f"{v:g}" for v in layer.param) + "]"
-    if layer.type == "bnorm":
-        return f"C {info.wshapes[0][0]}, eps {layer.epsilon:g}"
-    if layer.type == "pdist":
-        return f"p {layer.p:g}" + (" noRoot" if layer.noRoot else "") + \
-            (" aggregate" if layer.aggregate else "")
-    if layer.type == "loss" and layer.loss != "softmaxlog":
-        return layer.loss
-    return ""
+    return info.layer.summary(list(info.wshapes))
 
 
 def rows(infos: Sequence[LayerInfo]) -> list[dict[str, Any]]:

@@ -120,12 +120,21 @@ def _layer_struct(layer: Layer, weights: list[np.ndarray]) -> dict[str, Any]:
     return d
 
 
+def _simplenn_form(layer: Any, weights: list[np.ndarray]) -> tuple[Any, list[np.ndarray]]:
+    """A layer and its weights as MatConvNet knows them: an ``fc`` becomes its ``conv``."""
+    as_conv = getattr(layer, "as_conv", None)
+    if as_conv is None:
+        return layer, weights
+    return as_conv(), layer.conv_weights(weights)
+
+
 def net_struct(net: Any) -> dict[str, Any]:
     """The MatConvNet SimpleNN struct (``layers``, ``meta``) of a :class:`~layerspec.Net`,
     ready for ``scipy.io.savemat``."""
     spec = net.spec
     weights = net.host_weights()
-    layers = [_layer_struct(layer, ws) for layer, ws in zip(spec.layers, weights, strict=True)]
+    layers = [_layer_struct(*_simplenn_form(layer, ws))
+              for layer, ws in zip(spec.layers, weights, strict=True)]
     meta: dict[str, Any] = {}
     if spec.input is not None:
         meta["inputSize"] = _row(spec.input)

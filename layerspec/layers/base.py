@@ -119,6 +119,10 @@ class Layer(ABC):
         w = self.spatial_out(1, shape[1], wshapes)
         return (h, w, self.out_channels(shape, wshapes))
 
+    def summary(self, wshapes: list[tuple[int, ...]]) -> str:
+        """The ``filter`` column of ``layerspec check`` (filter size, window, parameters)."""
+        return ""
+
     def flops(self, shape: Shape, out: Shape, wshapes: list[tuple[int, ...]]) -> int:
         """Forward floating-point operations for one sample (a multiply-add counts 2)."""
         return out[0] * out[1] * out[2]

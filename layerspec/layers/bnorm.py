@@ -89,6 +89,9 @@ class Bnorm(Layer):
     def flops(self, shape: Shape, out: Shape, wshapes: list[tuple[int, ...]]) -> int:
         return 4 * out[0] * out[1] * out[2]
 
+    def summary(self, wshapes: list[tuple[int, ...]]) -> str:
+        return f"C {wshapes[0][0]}, eps {self.epsilon:g}"
+
     def forward(self, x: Any, w: list[Any], ctx: Context, aux: Any = None) -> tuple[Any, Any]:
         xp = ctx.xp
         g, b, moments = w

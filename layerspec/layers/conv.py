@@ -317,6 +317,9 @@ class Conv(Layer):
         fh, fw, fc, k = wshapes[0]
         return 2 * out[0] * out[1] * k * fh * fw * fc
 
+    def summary(self, wshapes: list[tuple[int, ...]]) -> str:
+        return "x".join(str(d) for d in wshapes[0])
+
     def forward(self, x: Any, w: list[Any], ctx: Context, aux: Any = None) -> tuple[Any, Any]:
         return conv_forward(ctx.xp, x, w[0], w[1], self.stride, self.pad, self.dilate,
                             workspace_of(ctx), id(self))

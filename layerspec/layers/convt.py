@@ -102,6 +102,12 @@ class Convt(Layer):
         g = self.numGroups
         return fh, fw, k, d, g, d // g
 
+    def summary(self, wshapes: list[tuple[int, ...]]) -> str:
+        up = "" if self.upsample == (1, 1) else " up " + "x".join(map(str, self.upsample))
+        crop = "" if not any(self.crop) else " crop [" + " ".join(map(str, self.crop)) + "]"
+        groups = "" if self.numGroups == 1 else f" G{self.numGroups}"
+        return "x".join(str(d) for d in wshapes[0]) + up + crop + groups
+
     def forward(self, x: Any, w: list[Any], ctx: Context, aux: Any = None) -> tuple[Any, Any]:
         xp = ctx.xp
         f, b = w

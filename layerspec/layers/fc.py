@@ -169,6 +169,9 @@ class Fc(Layer):
                     weightDecay=self.weightDecay)
 
     # ----- computation ------------------------------------------------------------------------
+    def summary(self, wshapes: list[tuple[int, ...]]) -> str:
+        return "x".join(str(d) for d in wshapes[0])
+
     def forward(self, x: Any, w: list[Any], ctx: Context, aux: Any = None) -> tuple[Any, Any]:
         n = x.shape[0]
         f, b = w

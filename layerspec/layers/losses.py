@@ -199,6 +199,9 @@ class Loss(SoftmaxLoss):
         # mshinge
         return xp.maximum(dt(0), one - xc + _best_other(xp, x, c)[0])
 
+    def summary(self, wshapes: list[tuple[int, ...]]) -> str:
+        return "" if self.loss == "softmaxlog" else self.loss
+
     def forward(self, x: Any, w: list[Any], ctx: Context, aux: Any = None) -> tuple[Any, Any]:
         xp = ctx.xp
         c, wt = self._weights(xp, x, ctx)

@@ -180,6 +180,9 @@ class Lstm(Layer):
         return keep.astype(dtype) * xp.asarray(scale.astype(dtype))
 
     # ----- computation --------------------------------------------------------------------
+    def summary(self, wshapes: list[tuple[int, ...]]) -> str:
+        return f"{self.units} units" + (", sequences" if self.return_sequences else "")
+
     def forward(self, x: Any, w: list[Any], ctx: Context, aux: Any = None) -> tuple[Any, Any]:
         xp = ctx.xp
         n, _, t, d = x.shape

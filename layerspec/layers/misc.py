@@ -34,6 +34,9 @@ class Noffset(Layer):
     def __post_init__(self) -> None:
         _check_param(self, "a b")
 
+    def summary(self, wshapes: list[tuple[int, ...]]) -> str:
+        return "[" + " ".join(f"{v:g}" for v in self.param) + "]"
+
     def forward(self, x: Any, w: list[Any], ctx: Context, aux: Any = None) -> tuple[Any, Any]:
         xp = ctx.xp
         a, b = self.param
@@ -114,6 +117,9 @@ class Spnorm(Layer):
                 window(out, u, v, 1, 1, h, w)[...] += g
         return out[:, pad[0]:pad[0] + h, pad[2]:pad[2] + w, :]
 
+    def summary(self, wshapes: list[tuple[int, ...]]) -> str:
+        return "[" + " ".join(f"{v:g}" for v in self.param) + "]"
+
     def forward(self, x: Any, w: list[Any], ctx: Context, aux: Any = None) -> tuple[Any, Any]:
         xp = ctx.xp
         _, _, alpha, beta = self.param
@@ -186,6 +192,10 @@ class Pdist(Layer):
 
     def _weight(self, dt: Any) -> Any:
         return None if self.instanceWeights is None else dt(self.instanceWeights[0])
+
+    def summary(self, wshapes: list[tuple[int, ...]]) -> str:
+        return (f"p {self.p:g}" + (" noRoot" if self.noRoot else "")
+                + (" aggregate" if self.aggregate else ""))
 
     def forward(self, x: Any, w: list[Any], ctx: Context, aux: Any = None) -> tuple[Any, Any]:
         xp = ctx.xp

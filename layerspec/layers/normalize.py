@@ -69,6 +69,9 @@ class Normalize(Layer):
     def flops(self, shape: Shape, out: Shape, wshapes: list[tuple[int, ...]]) -> int:
         return out[0] * out[1] * out[2] * (int(self.param[0]) + 6)
 
+    def summary(self, wshapes: list[tuple[int, ...]]) -> str:
+        return "[" + " ".join(f"{v:g}" for v in self.param) + "]"
+
     def forward(self, x: Any, w: list[Any], ctx: Context, aux: Any = None) -> tuple[Any, Any]:
         xp = ctx.xp
         _, kappa, alpha, beta = self.param

@@ -67,6 +67,9 @@ class Pool(Layer):
         cw = window_counts(xp, w, self.pool[1], self.stride[1], self.pad[2], wo)
         return (ch[:, None] * cw[None, :]).astype(dtype)[:, :, None]
 
+    def summary(self, wshapes: list[tuple[int, ...]]) -> str:
+        return f"{self.pool[0]}x{self.pool[1]} {self.method}"
+
     def forward(self, x: Any, w: list[Any], ctx: Context, aux: Any = None) -> tuple[Any, Any]:
         return pool_forward(ctx.xp, x, self.method, self.pool, self.stride, self.pad,
                             workspace_of(ctx), id(self))
