@@ -6,7 +6,7 @@ also moves arrays between host and device and draws random numbers on its device
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -23,16 +23,29 @@ class Backend:
 
     name: str
     xp: ModuleType
+    #: why ``auto`` chose this backend (empty when it was named); not part of equality
+    note: str = field(default="", compare=False, kw_only=True)
+
+    def describe(self) -> str:
+        """``name``, with the reason when ``auto`` chose it: ``cupy (auto: CuPy 14.2.0 on 1
+        GPU(s))`` or ``numpy (auto: CuPy is not installed ...)``."""
+        return f"{self.name} ({self.note})" if self.note else self.name
 
     def asarray(self, a: Any, dtype: Any = None) -> Any:
         """``a`` as an array of this backend (no copy when it already is one)."""
         return self.xp.asarray(a, dtype=dtype)
 
     def to_numpy(self, a: Any) -> np.ndarray:
-        """``a`` as a host NumPy array."""
-        if self.name == "cupy" and not isinstance(a, np.ndarray):
+        """``a`` as a host NumPy array (a device-to-host copy for a CuPy array; NumPy arrays,
+        scalars and lists pass through ``np.asarray``)."""
+        if self.name == "cupy" and isinstance(a, self.xp.ndarray):
             return a.get()
         return np.asarray(a)
+
+    @property
+    def on_device(self) -> bool:
+        """Whether arrays live on a GPU (reading a value back to the host waits for it)."""
+        return self.name != "numpy"
 
     def uniform(self, rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> Any:
         """U[0, 1) samples of ``shape``, drawn from the host generator ``rng``.
@@ -45,7 +58,7 @@ class Backend:
     def synchronize(self) -> None:
         """Wait for queued device work (a no-op on the host)."""
         if self.name == "cupy":
-            self.xp.cuda.Stream.null.synchronize()
+            self.xp.cuda.get_current_stream().synchronize()
 
 
 NUMPY = Backend("numpy", np)
@@ -75,11 +88,12 @@ def get_backend(name: str | Backend = "numpy") -> Backend:
         return NUMPY
     if name in ("cupy", "auto"):
         ok, why = cupy_status()
+        note = f"auto: {why}" if name == "auto" else ""
         if ok:
             import cupy  # noqa: PLC0415
 
-            return Backend("cupy", cupy)
+            return Backend("cupy", cupy, note=note)
         if name == "auto":
-            return NUMPY
+            return Backend("numpy", np, note=note)
         raise SpecError(f"backend 'cupy' is not available: {why}; use --backend numpy")
     raise SpecError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")

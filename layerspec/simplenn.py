@@ -59,8 +59,10 @@ def simplenn(net: Net, x: Any, dzdy: Any = None, labels: Any = None, mode: str =
     if x.ndim != 4:
         raise DataError(f"input must be (N, H, W, C), got shape {tuple(x.shape)}")
     lab = None if labels is None else be.asarray(labels)
+    # labels given on the host keep their host copy for checks that need no device read-back
+    host = labels if be.on_device and isinstance(labels, np.ndarray) else None
     ctx = Context(backend=be, mode=mode, labels=lab, rng=rng if rng is not None else net.rng,
-                  step=step, workspace=getattr(net, "workspace", None))
+                  step=step, workspace=getattr(net, "workspace", None), labels_host=host)
     masks = masks or {}
     n_layers = len(net.layers)
     res = [Res() for _ in range(n_layers + 1)]

@@ -140,6 +140,12 @@ class Accumulator:
 def multiclass_errors(xp: Any, scores: Any, labels: Any) -> tuple[float, float]:
     """cnn_train's error_multiclass: summed top-1 and top-m errors over labelled positions
     (m = min(5, classes)); ties go to the lower class index as Matlab's stable sort does."""
+    top1, top5 = error_counts(xp, scores, labels)
+    return float(top1), float(top5)
+
+
+def error_counts(xp: Any, scores: Any, labels: Any) -> tuple[Any, Any]:
+    """:func:`multiclass_errors` as two 0-d arrays of the backend (nothing read back)."""
     n, h, w, k = scores.shape
     lab = xp.asarray(labels)
     if lab.ndim == 1:
@@ -153,9 +159,7 @@ def multiclass_errors(xp: Any, scores: Any, labels: Any) -> tuple[float, float]:
     # equal scores of lower class index
     rank = ((sc > own) | ((sc == own) & (idx < c[..., None]))).sum(axis=-1)
     m = min(5, k)
-    top1 = float(((rank >= 1) & mass).sum())
-    top5 = float(((rank >= m) & mass).sum())
-    return top1, top5
+    return ((rank >= 1) & mass).sum(), ((rank >= m) & mass).sum()
 
 
 def init_solver_state(net: Net, solver: str) -> list[list[dict[str, Any]]]:
@@ -252,6 +256,20 @@ class Trainer:
             return 0.0, 0.0
         return multiclass_errors(self.net.backend.xp, scores, labels)
 
+    def _stats(self, res: list[Any], labels: Any) -> tuple[float, float, float]:
+        """(loss, top1, top5) of a batch: the one statistics read per step. On a device the
+        three numbers come back in one transfer (one wait for the queued work)."""
+        be = self.net.backend
+        scores = res[self._scores_index()].x
+        if not be.on_device or self.opts.errorFunction == "none" or scores.ndim != 4:
+            loss = float(res[-1].x)
+            return (loss, *self._errors(res, labels))
+        xp = be.xp
+        top1, top5 = error_counts(xp, scores, labels)
+        vals = be.to_numpy(xp.stack([xp.asarray(v, dtype=xp.float64)
+                                     for v in (res[-1].x, top1, top5)]))
+        return float(vals[0]), float(vals[1]), float(vals[2])
+
     def train_epoch(self, epoch: int, x: np.ndarray, y: np.ndarray,
                     order: Sequence[int] | None = None,
                     on_batch: BatchCallback | None = None) -> EpochStats:
@@ -270,18 +288,19 @@ class Trainer:
             batch = idx[b * bs:(b + 1) * bs]
             mine = batch if par is None else par.shard(batch)
             xb = be.asarray(x[mine], dtype=self.net.dtype)
-            yb = be.asarray(y[mine])
-            res = simplenn(self.net, xb, dzdy=1.0, labels=yb, mode="normal", rng=rng,
+            yh = y[mine]  # host labels: the loss layer checks them without a device read
+            yb = be.asarray(yh)
+            res = simplenn(self.net, xb, dzdy=1.0, labels=yh, mode="normal", rng=rng,
                            step=(epoch, b + 1))
-            loss = float(res[-1].x)
             dzdw = [r.dzdw for r in res[:-1]]
             if par is not None:  # the global batch's gradients, mean loss and errors
+                loss = float(res[-1].x)
                 dzdw, loss, top1, top5 = par.reduce(dzdw, loss, *self._errors(res, yb))
+            else:  # the step's statistics read (and its one wait on a device)
+                loss, top1, top5 = self._stats(res, yb)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"the loss is {loss} at epoch {epoch}, batch {b + 1}: "
                                          f"lower the learning rate")
-            if par is None:
-                top1, top5 = self._errors(res, yb)
             apply_update(self.net, dzdw, self.state, self.opts, lr)
             acc.add(loss * len(batch), top1, top5, len(batch))
             if on_batch is not None:
@@ -300,11 +319,14 @@ class Trainer:
             lo, hi = b * bs, min((b + 1) * bs, len(x))
             mine = slice(lo, hi) if par is None else par.shard(np.arange(lo, hi))
             xb = be.asarray(x[mine], dtype=self.net.dtype)
-            yb = be.asarray(y[mine])
-            res = simplenn(self.net, xb, labels=yb, mode="test")
-            top1, top5 = self._errors(res, yb)
+            yh = y[mine]
+            yb = be.asarray(yh)
+            res = simplenn(self.net, xb, labels=yh, mode="test")
             n = hi - lo
-            loss = float(res[-1].x) if self.net.layers[-1].is_loss else 0.0
+            if self.net.layers[-1].is_loss:
+                loss, top1, top5 = self._stats(res, yb)
+            else:
+                loss, (top1, top5) = 0.0, self._errors(res, yb)
             if par is not None:
                 loss, top1, top5 = par.reduce_stats(loss, top1, top5)
             acc.add(loss * n, top1, top5, n)

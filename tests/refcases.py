@@ -215,11 +215,12 @@ def compare(actual: Any, ref: Any, what: str, rtol: float = 1e-5, atol_scale: fl
 
 
 def run_simplenn(spec: dict[str, Any], x: np.ndarray, *, labels: Any, mode: str,
-                 dzdy: Any = 1.0, masks: dict[int, np.ndarray] | None = None) -> Any:
-    """``layerspec.simplenn`` on ``layerspec.load(spec, backend="numpy")``."""
+                 dzdy: Any = 1.0, masks: dict[int, np.ndarray] | None = None,
+                 backend: str = "numpy") -> Any:
+    """``layerspec.simplenn`` on ``layerspec.load(spec, backend=backend)``."""
     import layerspec  # lazily: the core is written concurrently
 
-    net = layerspec.load(spec, backend="numpy")
+    net = layerspec.load(spec, backend=backend)
     kwargs = {"dzdy": dzdy, "labels": labels, "mode": mode}
     if masks:
         kwargs["masks"] = masks

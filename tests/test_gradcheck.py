@@ -4,29 +4,46 @@ whole small specs. Each check compares the analytic backward pass with
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
+from refcases import to_host
 
 import layerspec
 
 RNG = np.random.default_rng(1234)
 
+#: the backend make_net builds on when none is named; tests/test_gpu.py runs every gradient
+#: test of the suite with it set to "cupy" (float64 on the device)
+BACKEND = ["numpy"]
 
-def make_net(layers, weights, input_shape):
+
+@contextlib.contextmanager
+def gradient_backend(name):
+    """Within the block, make_net builds its nets on backend ``name``."""
+    BACKEND.append(name)
+    try:
+        yield
+    finally:
+        BACKEND.pop()
+
+
+def make_net(layers, weights, input_shape, backend=None):
     spec = {"name": "t", "input": list(input_shape), "layers": layers}
-    net = layerspec.load(spec, weights=weights)
+    net = layerspec.load(spec, weights=weights, backend=backend or BACKEND[-1])
     return net.astype(np.float64)
 
 
 def objective(net, x, labels, proj, masks, mode):
     res = layerspec.simplenn(net, x, labels=labels, mode=mode, masks=masks)
-    y = np.asarray(res[-1].x, dtype=np.float64)
+    y = to_host(res[-1].x).astype(np.float64)
     return float((y * proj).sum()) if proj is not None else float(y)
 
 
 def check_grads(net, x, labels=None, masks=None, mode="normal", n_samples=25, tol=1e-6):
     res = layerspec.simplenn(net, x, labels=labels, mode=mode, masks=masks)
-    top = np.asarray(res[-1].x)
+    top = to_host(res[-1].x)
     proj = None if top.ndim == 0 else RNG.standard_normal(top.shape)
     dzdy = 1.0 if proj is None else proj
     res = layerspec.simplenn(net, x, dzdy=dzdy, labels=labels, mode=mode, masks=masks)
@@ -51,11 +68,11 @@ def check_grads(net, x, labels=None, masks=None, mode="normal", n_samples=25, to
             assert abs(num - got) <= tol * scale + 1e-7 * abs(num), \
                 f"{what}[{k}]: numerical {num:.8g} vs analytic {got:.8g}"
 
-    compare(x, np.asarray(res[0].dzdx), "dzdx")
+    compare(x, to_host(res[0].dzdx), "dzdx")
     for i, ws in enumerate(net.weights):
         for j, w in enumerate(ws):
-            if w.size:
-                compare(w, np.asarray(res[i].dzdw[j]), f"dzdw[{i}][{j}]")
+            if w.size:  # a device weight is perturbed in place on the device
+                compare(w, to_host(res[i].dzdw[j]), f"dzdw[{i}][{j}]")
 
 
 def rand(*shape):

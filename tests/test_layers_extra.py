@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from refcases import compare, load_mat
+from refcases import compare, load_mat, to_host
 from test_gradcheck import RNG, check_grads, make_net, objective, rand
 
 import layerspec
@@ -28,7 +28,7 @@ def check_grads_except(net, x, skip=(), labels=None, mode="normal", n_samples=20
     """check_grads, leaving out the (layer, weight) pairs in ``skip`` (bnorm's moments, whose
     "derivative" is the batch [mu sigma])."""
     res = layerspec.simplenn(net, x, labels=labels, mode=mode)
-    top = np.asarray(res[-1].x)
+    top = to_host(res[-1].x)
     proj = None if top.ndim == 0 else RNG.standard_normal(top.shape)
     res = layerspec.simplenn(net, x, dzdy=1.0 if proj is None else proj, labels=labels,
                              mode=mode)
@@ -50,11 +50,11 @@ def check_grads_except(net, x, skip=(), labels=None, mode="normal", n_samples=20
             assert abs(num - got) <= tol * scale + 1e-7 * abs(num), \
                 f"{what}[{k}]: numerical {num:.8g} vs analytic {got:.8g}"
 
-    compare_one(x, np.asarray(res[0].dzdx), "dzdx")
+    compare_one(x, to_host(res[0].dzdx), "dzdx")
     for i, ws in enumerate(net.weights):
         for j, w in enumerate(ws):
             if w.size and (i, j) not in skip:
-                compare_one(w, np.asarray(res[i].dzdw[j]), f"dzdw[{i}][{j}]")
+                compare_one(w, to_host(res[i].dzdw[j]), f"dzdw[{i}][{j}]")
     return res
 
 
@@ -77,7 +77,7 @@ def test_bnorm_gradients(mode):
     # the third entry is the batch [mu sigma], in both modes (cnn_train's moving average)
     flat = x.transpose(0, 2, 1, 3).reshape(-1, 3)
     want = np.column_stack([flat.mean(0), np.sqrt(flat.var(0) + 1e-5)])
-    np.testing.assert_allclose(res[0].dzdw[2], want, rtol=1e-12)
+    np.testing.assert_allclose(to_host(res[0].dzdw[2]), want, rtol=1e-12)
     assert res[0].dzdw[2].shape == (3, 2)
 
 

@@ -113,13 +113,18 @@ def check_res(check: Checker, res, ref_x, ref_dzdx, ref_dzdw, *, absolute=(),
                     check.dtype(g, r.dtype, what)
 
 
+def _label(name, backend):
+    """The case's row in the reference table (tests/test_gpu.py runs these on "cupy")."""
+    return name if backend == "numpy" else f"{name} [{backend}]"
+
+
 @pytest.mark.parametrize("name", CASES)
-def test_reference(name):
+def test_reference(name, backend="numpy"):
     case = load_case(name)
     rtol, atol_scale = TOLERANCES.get(name, DEFAULT_TOL)
     res = run_simplenn(case.spec, case.x, labels=case.labels, mode=case.mode, dzdy=case.dzdy,
-                       masks=case.masks)
-    check = Checker(name, rtol, atol_scale)
+                       masks=case.masks, backend=backend)
+    check = Checker(_label(name, backend), rtol, atol_scale)
     if name == "lrn_net":
         # MatConvNet's CPU LRN uses an approximate pow(); README (g): match the exact
         # reference (computed in double with the exact formula) instead
@@ -171,7 +176,7 @@ F64_CASES = [pytest.param(c, id=c) for c in BASIC_CASES if c != "seed_small_drop
 
 
 @pytest.mark.parametrize("name", F64_CASES)
-def test_reference_float64(name):
+def test_reference_float64(name, backend="numpy"):
     """The same net and input in double against MatConvNet's double run (loss_f64,
     dzdx_f64). lrn_net is left out: MatConvNet's double LRN is just as approximate;
     seed_small_dropout has no f64 run (a new mask would be drawn)."""
@@ -180,14 +185,15 @@ def test_reference_float64(name):
     case = load_case(name)
     try:
         res = run_simplenn(_float64_spec(case.spec), case.x.astype(np.float64),
-                           labels=case.labels, mode=case.mode, dzdy=case.dzdy)
+                           labels=case.labels, mode=case.mode, dzdy=case.dzdy, backend=backend)
     except SpecError as e:
-        pytest.skip(f"the numpy backend refuses float64: {e}")
+        pytest.skip(f"the {backend} backend refuses float64: {e}")
     if to_host(res[0].dzdx).dtype != np.float64:
-        pytest.skip("the numpy backend does not keep float64")
-    compare(res[-1].x, case.loss_f64, "loss (f64)", 1e-9, 1e-9, case=f"{name} (f64)")
+        pytest.skip(f"the {backend} backend does not keep float64")
+    row = _label(f"{name} (f64)", backend)
+    compare(res[-1].x, case.loss_f64, "loss (f64)", 1e-9, 1e-9, case=row)
     if name in FROZEN_MOMENTS:  # the true test-mode derivative (see FROZEN_MOMENTS)
         compare(res[0].dzdx, to_nhwc(case.raw["dzdx_frozen_moments_f64"]),
-                "dzdx (f64, frozen moments)", 1e-9, 1e-9, case=f"{name} (f64)")
+                "dzdx (f64, frozen moments)", 1e-9, 1e-9, case=row)
     else:
-        compare(res[0].dzdx, case.dzdx_f64, "dzdx (f64)", 1e-9, 1e-9, case=f"{name} (f64)")
+        compare(res[0].dzdx, case.dzdx_f64, "dzdx (f64)", 1e-9, 1e-9, case=row)

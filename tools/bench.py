@@ -131,7 +131,9 @@ class LayerspecRunner:
         from layerspec import simplenn  # noqa: PLC0415
         from layerspec.train import apply_update  # noqa: PLC0415
 
-        res = simplenn(self.net, self.x, dzdy=1.0, labels=self.y, mode="normal", rng=self.rng)
+        # host labels, as the trainer passes them: the loss checks them without a device wait
+        res = simplenn(self.net, self.x, dzdy=1.0, labels=self.y_host, mode="normal",
+                       rng=self.rng)
         apply_update(self.net, [r.dzdw for r in res[:-1]], self.state, self.opts, self.lr)
         del res
         self.be.synchronize()
@@ -139,7 +141,7 @@ class LayerspecRunner:
     def forward(self) -> None:
         from layerspec import simplenn  # noqa: PLC0415
 
-        res = simplenn(self.net, self.x, labels=self.y, mode="test")
+        res = simplenn(self.net, self.x, labels=self.y_host, mode="test")
         del res
         self.be.synchronize()
 

@@ -56,6 +56,9 @@ class Context:
     step: tuple[int, ...] | None = None
     #: the net's :class:`~layerspec.workspace.Workspace` (buffers reused across steps) or None
     workspace: Any = None
+    #: on a device backend, the labels as the host array they came from (or None): loss
+    #: layers validate them there instead of reading the device copy back every step
+    labels_host: Any = None
 
     @property
     def xp(self) -> Any:

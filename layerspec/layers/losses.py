@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..errors import DataError, ShapeError, SpecError
 from .activations import softmax
 from .base import SCALAR, Context, Layer, Shape, param
@@ -54,8 +56,11 @@ class SoftmaxLoss(Layer):
         lab = expand_labels(xp, ctx.labels, x.shape)
         k = x.shape[3]
         mass = lab >= 0
-        if bool((lab >= k).any()):
-            raise DataError(f"label {int(lab.max())} is out of range for {k} classes "
+        # on a device, check the host copy of the labels: no read-back (and wait) per step
+        chk = lab if ctx.labels_host is None else \
+            np.asarray(ctx.labels_host).astype(np.int64, copy=False)
+        if bool((chk >= k).any()):
+            raise DataError(f"label {int(chk.max())} is out of range for {k} classes "
                             f"(labels are 0-based here; -1 means ignore)")
         c = xp.where(mass, lab, 0)
         return lab, mass, c
