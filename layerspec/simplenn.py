@@ -10,6 +10,8 @@ A backward pass runs only when ``dzdy`` is given.
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,7 +41,7 @@ class Res:
 def simplenn(net: Net, x: Any, dzdy: Any = None, labels: Any = None, mode: str = "normal",
              rng: np.random.Generator | None = None,
              masks: Mapping[int, Any] | None = None,
-             step: tuple[int, ...] | None = None) -> list[Res]:
+             step: tuple[int, ...] | None = None, input_grad: bool = True) -> list[Res]:
     """Run ``net`` forward on ``x`` (``(N, H, W, C)``) and, when ``dzdy`` is given, backward.
 
     labels: 0-based class indices, ``(N,)`` or ``(N, H', W')``; ``-1`` = ignore.
@@ -49,6 +51,8 @@ def simplenn(net: Net, x: Any, dzdy: Any = None, labels: Any = None, mode: str =
     drawing new ones, to replay a MatConvNet run.
     step: ``(epoch, batch)`` of a training step (the trainer passes it); dropout layers with
     a ``seed`` draw their masks from it (see ``layers/dropout.py``).
+    input_grad: ``False`` lets the first layer skip ``res[0].dzdx`` (``None`` then), which
+    training never reads; ``vl_simplenn`` always computes it.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -84,8 +88,9 @@ def simplenn(net: Net, x: Any, dzdy: Any = None, labels: Any = None, mode: str =
     for i in range(n_layers - 1, -1, -1):
         t0 = time.perf_counter()
         layer = net.layers[i]
+        lctx = ctx if (i or input_grad) else dataclasses.replace(ctx, input_grad=False)
         dx, dw = layer.backward(res[i].x, res[i + 1].x, res[i + 1].aux, net.weights[i],
-                                res[i + 1].dzdx, ctx)
+                                res[i + 1].dzdx, lctx)
         res[i].dzdx = dx
         res[i].dzdw = dw
         res[i].backwardTime = time.perf_counter() - t0

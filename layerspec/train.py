@@ -291,6 +291,7 @@ class Trainer:
             yh = y[mine]  # host labels: the loss layer checks them without a device read
             yb = be.asarray(yh)
             res = simplenn(self.net, xb, dzdy=1.0, labels=yh, mode="normal", rng=rng,
+                           input_grad=False,
                            step=(epoch, b + 1))
             dzdw = [r.dzdw for r in res[:-1]]
             if par is not None:  # the global batch's gradients, mean loss and errors

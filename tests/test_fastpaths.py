@@ -216,3 +216,25 @@ def test_results_survive_later_calls(spec):
     for a, b in zip(r2, fresh, strict=True):
         np.testing.assert_array_equal(a.x, b.x)
         np.testing.assert_array_equal(a.dzdx, b.dzdx)
+
+
+def test_training_skips_only_the_unused_input_derivative():
+    """simplenn(input_grad=False) leaves res[0].dzdx None and changes no weight derivative."""
+    import layerspec
+
+    spec = {"input": [9, 9, 3], "layers": [
+        {"type": "conv", "weights": ["randn(3,3,3,4,'single')", "randn(1,4,'single')"],
+         "pad": 1},
+        {"type": "relu"},
+        {"type": "conv", "weights": ["randn(9,9,4,5,'single')", "zeros(1,5,'single')"]},
+        {"type": "softmaxloss"}]}
+    net = layerspec.load(spec, seed=2)
+    x = np.random.default_rng(0).standard_normal((3, 9, 9, 3)).astype(np.float32)
+    y = np.array([0, 4, 2])
+    full = layerspec.simplenn(net, x, dzdy=1.0, labels=y)
+    lean = layerspec.simplenn(net, x, dzdy=1.0, labels=y, input_grad=False)
+    assert full[0].dzdx is not None and lean[0].dzdx is None
+    for a, b in zip(full[:-1], lean[:-1], strict=True):
+        for wa, wb in zip(a.dzdw, b.dzdw, strict=True):
+            np.testing.assert_array_equal(wa, wb)
+    np.testing.assert_array_equal(full[1].dzdx, lean[1].dzdx)

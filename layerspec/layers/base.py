@@ -59,6 +59,9 @@ class Context:
     #: on a device backend, the labels as the host array they came from (or None): loss
     #: layers validate them there instead of reading the device copy back every step
     labels_host: Any = None
+    #: False when the caller does not need the derivative w.r.t. this layer's input (the
+    #: network input during training): layers may then skip computing it and return None
+    input_grad: bool = True
 
     @property
     def xp(self) -> Any:

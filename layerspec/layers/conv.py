@@ -221,7 +221,8 @@ def conv_backward(xp: Any, x: Any, f: Any, b: Any, dy: Any, cols: Any, stride: t
     """(dx, df, db) for :func:`conv_forward`; derivatives are summed over the batch.
 
     ``method`` forces a dX method (``"gemm"`` only where it applies, ``"tconv"`` only for
-    stride 1, ``"col2im"`` always); the default picks by :func:`dx_method`."""
+    stride 1, ``"col2im"`` always, ``"none"`` to skip dX and return None); the default picks
+    by :func:`dx_method`."""
     ws = NO_WORKSPACE if ws is None else ws
     n, h, w, c = x.shape
     fh, fw, fc, k = f.shape
@@ -242,6 +243,8 @@ def conv_backward(xp: Any, x: Any, f: Any, b: Any, dy: Any, cols: Any, stride: t
             xp.matmul(dym.reshape(cols.shape[0], -1), f2.T, out=dx)
             return dx.reshape(x.shape), df, db
         df = (cols.T @ dym).reshape(f.shape)
+        if method == "none":  # the caller needs no input derivative
+            return None, df, db
         if method == "tconv":
             dx = _dx_tconv(xp, dym.reshape(dy.shape), f, x.shape, pad, ws, key)
         else:
@@ -327,5 +330,6 @@ class Conv(Layer):
     def backward(self, x: Any, y: Any, aux: Any, w: list[Any], dy: Any,
                  ctx: Context) -> tuple[Any, list[Any]]:
         dx, df, db = conv_backward(ctx.xp, x, w[0], w[1], dy, aux, self.stride, self.pad,
-                                   self.dilate, workspace_of(ctx), id(self))
+                                   self.dilate, workspace_of(ctx), id(self),
+                                   method=None if ctx.input_grad else "none")
         return dx, [df, db]
