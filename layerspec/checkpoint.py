@@ -279,6 +279,36 @@ def list_checkpoints(folder: str | Path) -> list[tuple[int, Path]]:
     return sorted(found, key=lambda t: t[0], reverse=True)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but belongs to someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete temporary files (``.NAME.tmp-PID``) left in ``folder`` by writers that were
+    killed mid-write (their process is gone); return what was removed. They are never read
+    as checkpoints, but would pile up."""
+    removed: list[Path] = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for tmp in folder.glob(".*.tmp-*"):
+        pid_text = tmp.name.rsplit(".tmp-", 1)[-1]
+        if not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
+
+
 def find_latest(folder: str | Path,
                 ) -> tuple[Checkpoint | None, list[tuple[Path, str]]]:
     """The newest checkpoint in ``folder`` that reads back completely, and the newer files

@@ -44,6 +44,7 @@ from .checkpoint import (
     CheckpointWriteError,
     atomic_open,
     find_latest,
+    remove_stale_temporaries,
     is_checkpoint,
     list_checkpoints,
     load_checkpoint,
@@ -313,6 +314,10 @@ def run(spec_path: str | Path, *, backend: str = "numpy", epochs: int | None = N
     def find_state() -> tuple[Checkpoint | None, list[str]]:
         ckpt: Checkpoint | None = None
         notes: list[str] = []
+        stale = remove_stale_temporaries(out_dir)
+        if stale:
+            notes.append(f"note: removed {len(stale)} temporary file"
+                         f"{'s' if len(stale) > 1 else ''} left by an interrupted write")
         if fresh:
             n = _remove_old(out_dir)
             if n:

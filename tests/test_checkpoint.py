@@ -261,3 +261,20 @@ def test_resume_keeps_canonical_layouts(tmp_path: Path, data) -> None:
     trainer2.train_epoch(2, data.x_train, data.y_train)
     for a, b in zip(net2.host_weights(), ref.host_weights(), strict=True):
         assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    from layerspec.checkpoint import remove_stale_temporaries
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".net-epoch-2.npz.tmp-{dead.pid}"
+    live = tmp_path / f".net-epoch-3.npz.tmp-{os.getpid()}"
+    keep = tmp_path / "net-epoch-1.npz"
+    for p in (stale, live, keep):
+        p.write_bytes(b"x")
+    assert remove_stale_temporaries(tmp_path) == [stale]
+    assert not stale.exists() and live.exists() and keep.exists()
