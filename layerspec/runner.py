@@ -44,10 +44,10 @@ from .checkpoint import (
     CheckpointWriteError,
     atomic_open,
     find_latest,
-    remove_stale_temporaries,
     is_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    remove_stale_temporaries,
     save_checkpoint,
     write_text_atomic,
 )

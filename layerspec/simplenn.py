@@ -11,7 +11,6 @@ A backward pass runs only when ``dzdy`` is given.
 from __future__ import annotations
 
 import dataclasses
-
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
