@@ -137,7 +137,7 @@ def cmd_port(args: argparse.Namespace) -> int:
 
     shape = _parse_input(args.input) if args.input else None
     result = port(args.src, args.output, parse_defines(args.define), input_size=shape,
-                  skip_unsupported=args.skip_unsupported)
+                  skip_unsupported=args.skip_unsupported, resume_dir=args.resume_dir)
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     for n in result.notes:
@@ -227,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     po.add_argument("--skip-unsupported", action="store_true",
                     help="skip statements that cannot be translated (a warning each) instead "
                          "of failing")
+    po.add_argument("--resume-dir", metavar="DIR",
+                    help="from a cnn_train checkpoint net-epoch-N.mat: also write "
+                         "DIR/net-epoch-N.npz with its solver state (momentum), so "
+                         "`layerspec run OUT.yaml --out DIR` continues at epoch N+1")
     po.set_defaults(func=cmd_port)
 
     ex = sub.add_parser("export", help="spec or checkpoint -> MatConvNet .mat",

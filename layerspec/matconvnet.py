@@ -3,7 +3,9 @@
 MatConvNet stores a SimpleNN network as a struct ``net`` with a cell array ``net.layers``
 of layer structs (and ``net.meta``). Model files from the MatConvNet model zoo hold
 ``layers`` (and ``meta``) at the top level; ``cnn_train`` checkpoints hold a variable
-``net``. This module turns either into a plain dict::
+``net``. Chain-shaped DagNN networks (``DagNN.saveobj``'s struct) are first rewritten as the
+equivalent SimpleNN struct (:func:`simplenn_from_dagnn`). This module turns any of them into a
+plain dict::
 
     {"name": ..., "input": [H, W, C] or None,
      "layers": [{"type": "conv", "name": "layer1", "weights": [W, b], "stride": 1, ...}, ...],
@@ -36,6 +38,7 @@ from .errors import DataError, MatFileError, ShapeError
 
 __all__ = [
     "SIMPLENN_TYPES", "MatlabHandle", "loadmat_clean", "find_net", "raw_spec_from_net",
+    "simplenn_from_dagnn", "solver_state_arrays", "checkpoint_epoch", "checkpoint_stats",
     "load_net", "layer_weights", "labels_from_matlab", "to_nhwc", "from_nhwc",
 ]
 
@@ -278,14 +281,15 @@ def find_net(contents: dict[str, Any], path: str | os.PathLike[str] | None) -> d
 
     ``contents['net']`` (``cnn_train`` checkpoints, nets saved as ``net``), else a model
     file's top-level ``layers`` (with ``meta``, or the pre-``meta`` ``normalization`` and
-    ``classes``). Raises :class:`MatFileError` naming ``path`` when there is neither.
+    ``classes``); a chain-shaped DagNN is returned as its SimpleNN equivalent.
+    Raises :class:`MatFileError` naming ``path`` when there is neither.
     """
     label = os.fspath(path) if path is not None else None
     net = contents.get("net")
     if isinstance(net, MatlabHandle):
         raise MatFileError(f"variable 'net' is a {net.what}, not a struct; layerspec reads "
-                           f"SimpleNN nets (a DagNN object must be saved with "
-                           f"net.saveobj(), and is not supported either)", file=label)
+                           f"SimpleNN nets and chain-shaped DagNN nets saved as structs "
+                           f"(net = dag.saveobj())", file=label)
     if isinstance(net, dict) and "layers" in net:
         found = net
     elif "layers" in contents:
@@ -302,9 +306,177 @@ def find_net(contents: dict[str, Any], path: str | os.PathLike[str] | None) -> d
                            f"checkpoint) or 'layers' (model file); the file holds: {held}",
                            file=label)
     if _is_dagnn(found):
-        raise MatFileError("this is a DagNN network (layers with inputs/outputs/block); "
-                           "layerspec reads SimpleNN networks only", file=label)
+        return simplenn_from_dagnn(found, file=label)
     return found
+
+
+# ----- chain-shaped DagNN ------------------------------------------------------------------
+
+#: DagNN block class -> SimpleNN type; and the block properties kept (DagNN name -> SimpleNN)
+_DAGNN_TYPES: dict[str, tuple[str, dict[str, str]]] = {
+    "dagnn.Conv": ("conv", {"pad": "pad", "stride": "stride", "dilate": "dilate"}),
+    "dagnn.ReLU": ("relu", {"leak": "leak"}),
+    "dagnn.Pooling": ("pool", {"method": "method", "poolSize": "pool", "pad": "pad",
+                               "stride": "stride"}),
+    "dagnn.DropOut": ("dropout", {"rate": "rate"}),
+    "dagnn.SoftMax": ("softmax", {}),
+    "dagnn.Sigmoid": ("sigmoid", {}),
+    "dagnn.Loss": ("softmaxloss", {}),
+    "dagnn.BatchNorm": ("bnorm", {"epsilon": "epsilon"}),
+    "dagnn.LRN": ("normalize", {"param": "param"}),
+}
+#: dagnn.Loss metrics (cnn_train's error reports): not part of the objective, left out
+_DAGNN_METRICS = frozenset({"classerror", "topkerror", "binaryerror"})
+
+
+def _names(v: Any) -> list[str] | None:
+    if isinstance(v, str):
+        return [v]
+    if isinstance(v, np.ndarray) and v.size == 0:
+        return []
+    if isinstance(v, list) and all(isinstance(e, str) for e in v):
+        return v
+    return None
+
+
+def _struct_list(v: Any) -> list[dict[str, Any]] | None:
+    if isinstance(v, dict):
+        return [v]
+    if isinstance(v, np.ndarray) and v.size == 0:
+        return []
+    if isinstance(v, list) and all(isinstance(e, dict) for e in v):
+        return v
+    return None
+
+
+def simplenn_from_dagnn(net: dict[str, Any], *, file: str | None = None) -> dict[str, Any]:
+    """A chain-shaped DagNN net as ``DagNN.saveobj`` stores it (``layers`` with name, type,
+    inputs, outputs, params, block; ``params`` with name, value, learningRate, weightDecay;
+    ``vars``; ``meta``) -> the equivalent SimpleNN struct (``layers`` as a list of SimpleNN
+    layer structs, ``meta``), for :func:`raw_spec_from_net`.
+
+    Each layer must read the previous layer's single output (a ``dagnn.Loss`` also reads the
+    labels, a network input). ``dagnn.Loss`` layers computing an error metric (``classerror``,
+    ``topkerror``, ``binaryerror``) whose outputs nothing reads are left out. Anything else
+    -- branches, merges, unsupported blocks -- is a :class:`MatFileError` naming the layer."""
+    def fail(msg: str) -> MatFileError:
+        return MatFileError(f"this is a DagNN network, {msg}", file=file)
+
+    layers = _struct_list(net.get("layers"))
+    if layers is None:
+        raise fail(f"but net.layers is {_kind(net.get('layers'))}, not a struct array")
+    params = _struct_list(net.get("params"))
+    if params is None:
+        raise fail(f"but net.params is {_kind(net.get('params'))}, not a struct array of "
+                   f"parameters (name, value, learningRate, weightDecay)")
+    by_name: dict[str, dict[str, Any]] = {}
+    for k, p in enumerate(params):
+        if not isinstance(p.get("name"), str) or "value" not in p:
+            raise fail(f"but net.params({k + 1}) has no name or value")
+        by_name[p["name"]] = p
+
+    infos = []
+    for k, layer in enumerate(layers):
+        lname = layer.get("name") if isinstance(layer.get("name"), str) else f"layer{k + 1}"
+        btype = layer.get("type")
+        desc = f"layer {lname!r} (net.layers({k + 1}), type {btype!r})"
+        ins, outs = _names(layer.get("inputs")), _names(layer.get("outputs"))
+        pnames = _names(layer.get("params", []))
+        block = layer.get("block", {})
+        if ins is None or outs is None or pnames is None or not isinstance(block, dict):
+            raise fail(f"but {desc} lacks the inputs/outputs/params cells or its block struct")
+        if btype not in _DAGNN_TYPES:
+            raise fail(f"{desc}: unsupported block type; chain-shaped DagNN networks of "
+                       f"{', '.join(sorted(_DAGNN_TYPES))} are ported")
+        metric = None
+        if btype == "dagnn.Loss":
+            loss = block.get("loss", "softmaxlog")
+            if loss in _DAGNN_METRICS:
+                metric = loss
+            elif loss != "softmaxlog":
+                raise fail(f"{desc}: loss {loss!r} is not supported (only 'softmaxlog', "
+                           f"SimpleNN's softmaxloss)")
+            if len(ins) != 2:
+                raise fail(f"{desc} has {len(ins)} inputs; a loss reads the prediction and "
+                           f"the labels")
+        elif len(ins) != 1:
+            raise fail(f"{desc} has {len(ins)} inputs ({', '.join(ins)}): networks with "
+                       f"branches or merges cannot be ported")
+        if len(outs) != 1:
+            raise fail(f"{desc} has {len(outs)} outputs: networks with branches cannot be "
+                       f"ported")
+        infos.append({"name": lname, "type": btype, "desc": desc, "ins": ins, "out": outs[0],
+                      "params": pnames, "block": block, "metric": metric})
+
+    read = {v for info in infos for v in info["ins"]}
+    infos = [i for i in infos if not (i["metric"] and i["out"] not in read)]
+    producer = {}
+    for info in infos:
+        if info["out"] in producer:
+            raise fail(f"{info['desc']} writes variable {info['out']!r}, which "
+                       f"{producer[info['out']]['desc']} writes too")
+        producer[info["out"]] = info
+    consumers: dict[str, list[dict[str, Any]]] = {}
+    for info in infos:
+        if info["metric"]:
+            raise fail(f"{info['desc']}: its error metric output {info['out']!r} is read by "
+                       f"another layer")
+        if info["type"] == "dagnn.Loss" and info["ins"][1] in producer:
+            raise fail(f"{info['desc']}: its label input {info['ins'][1]!r} is computed by "
+                       f"{producer[info['ins'][1]]['desc']}, not a network input")
+        consumers.setdefault(info["ins"][0], []).append(info)
+    starts = [i for i in infos if i["ins"][0] not in producer]
+    if len(starts) != 1:
+        raise fail(f"with {len(starts)} layers reading network inputs "
+                   f"({', '.join(repr(i['name']) for i in starts)}); only a chain reading one "
+                   f"input can be ported")
+    chain = [starts[0]]
+    while True:
+        nxt = consumers.get(chain[-1]["out"], [])
+        if len(nxt) > 1:
+            raise fail(f"with branches: variable {chain[-1]['out']!r} (the output of "
+                       f"{chain[-1]['desc']}) is read by "
+                       f"{' and '.join(i['desc'] for i in nxt)}; only chains can be ported")
+        if not nxt:
+            break
+        chain.append(nxt[0])
+    if len(chain) != len(infos):
+        left = next(i for i in infos if i not in chain)
+        raise fail(f"with branches: {left['desc']} is not on the chain from "
+                   f"{chain[0]['desc']} to {chain[-1]['desc']}")
+
+    out_layers = []
+    for info in chain:
+        ltype, keep = _DAGNN_TYPES[info["type"]]
+        block = info["block"]
+        layer: dict[str, Any] = {"type": ltype, "name": info["name"]}
+        for src_key, dst_key in keep.items():
+            if src_key in block:
+                layer[dst_key] = block[src_key]
+        ps = []
+        for pname in info["params"]:
+            if pname not in by_name:
+                raise fail(f"{info['desc']} uses parameter {pname!r}, which net.params "
+                           f"does not hold")
+            ps.append(by_name[pname])
+        if ltype in _WEIGHTED_TYPES and not ps:
+            raise fail(f"but {info['desc']} has no parameters (net.layers(k).params)")
+        if ltype == "conv":
+            has_bias = block.get("hasBias", len(ps) > 1)
+            has_bias = bool(np.asarray(has_bias).ravel()[0]) if not isinstance(
+                has_bias, bool) else has_bias
+            if len(ps) == 1 and not has_bias:
+                ps = [ps[0], {"value": np.zeros((0, 0), dtype=np.float32)}]
+        elif ps and ltype not in _WEIGHTED_TYPES:
+            raise fail(f"{info['desc']} has parameters, but a {ltype} layer has no weights")
+        if ps:
+            layer["weights"] = [p["value"] for p in ps]
+            for key in ("learningRate", "weightDecay"):
+                vals = [p.get(key) for p in ps]
+                if all(isinstance(v, np.ndarray) and v.size == 1 for v in vals):
+                    layer[key] = np.array([float(v.reshape(())) for v in vals])
+        out_layers.append(layer)
+    return {"layers": out_layers, "meta": net.get("meta", {})}
 
 
 def load_net(path: str | os.PathLike[str], *, name: str | None = None) -> dict[str, Any]:
@@ -323,8 +495,7 @@ def raw_spec_from_net(net: dict[str, Any], *, name: str | None = None,
     if not isinstance(net, dict) or "layers" not in net:
         raise MatFileError("the network struct has no 'layers' field", file=file)
     if _is_dagnn(net):
-        raise MatFileError("this is a DagNN network (layers with inputs/outputs/block); "
-                           "layerspec reads SimpleNN networks only", file=file)
+        net = simplenn_from_dagnn(net, file=file)
     layers = net["layers"]
     if isinstance(layers, dict):  # a struct array of one element
         layers = [layers]
@@ -344,6 +515,122 @@ def raw_spec_from_net(net: dict[str, Any], *, name: str | None = None,
             meta_in[key] = net[key]
     return {"name": name, "input": _input_size(meta_in, out_layers),
             "layers": out_layers, "meta": _plain_meta(meta_in)}
+
+
+# ----- cnn_train checkpoints: the solver state ---------------------------------------------
+
+#: MatConvNet solver struct fields -> layerspec's state names (layerspec.train._update)
+_SOLVER_FIELDS = {"m": "m", "v": "v", "t": "t", "g_sqr": "g2", "delta_sqr": "d2"}
+
+
+def checkpoint_epoch(contents: dict[str, Any], path: str | os.PathLike[str] | None) -> int | None:
+    """The epoch a ``cnn_train`` checkpoint holds: N of ``net-epoch-N.mat``, else the number of
+    ``stats.train`` entries; None when neither says."""
+    import re  # noqa: PLC0415
+
+    if path is not None:
+        m = re.fullmatch(r"net-epoch-(\d+)\.mat", Path(path).name)
+        if m:
+            return int(m.group(1))
+    stats = contents.get("stats")
+    train = stats.get("train") if isinstance(stats, dict) else None
+    if isinstance(train, list) and train and all(isinstance(t, dict) for t in train):
+        return len(train)
+    if isinstance(train, dict):
+        return 1
+    return None
+
+
+def checkpoint_stats(contents: dict[str, Any], epoch: int) -> list[dict[str, Any]]:
+    """``stats.train(e)`` / ``stats.val(e)`` as layerspec's per-epoch entries (stats.json)."""
+    stats = contents.get("stats")
+    if not isinstance(stats, dict):
+        return []
+    out: list[dict[str, Any]] = [{"epoch": e + 1} for e in range(epoch)]
+    for split in ("train", "val"):
+        entries = stats.get(split)
+        entries = [entries] if isinstance(entries, dict) else entries
+        if not isinstance(entries, list):
+            continue
+        for e, st in enumerate(entries[:epoch]):
+            if not isinstance(st, dict):
+                continue
+            vals = {}
+            for k in ("objective", "top1err", "top5err", "num", "time"):
+                a = st.get(k)
+                if isinstance(a, np.ndarray) and a.size == 1 and a.dtype.kind in "biuf":
+                    vals[k] = float(a.reshape(()))
+            if vals:
+                out[e][split] = vals
+    return [e for e in out if len(e) > 1]
+
+
+def solver_state_arrays(contents: dict[str, Any], raw: dict[str, Any], *,
+                        solver: str = "sgd", file: str | None = None) -> dict[str, np.ndarray]:
+    """A ``cnn_train`` checkpoint's ``state.solverState{l}{j}`` as the arrays of
+    :meth:`layerspec.train.Trainer.state_arrays` (``s<i>_<j>_<name>``, 0-based), each in the
+    layout of its weight in ``raw`` (:func:`raw_spec_from_net`'s result).
+
+    ``0`` (never updated) gives nothing; an array is the SGD momentum ``m`` (the squared-gradient
+    accumulator ``g2`` for ``solver`` adagrad / rmsprop); a struct is adam's ``{m, v, t}`` or
+    adadelta's ``{g_sqr, delta_sqr}``. An empty dict when the file holds no solver state."""
+    state = contents.get("state")
+    solver_state = state.get("solverState") if isinstance(state, dict) else None
+    if solver_state is None or (isinstance(solver_state, np.ndarray) and solver_state.size == 0):
+        return {}
+    if not isinstance(solver_state, list):
+        raise MatFileError(f"state.solverState is {_kind(solver_state)}, not a cell array "
+                           f"(one cell per layer)", file=file)
+    layers = raw["layers"]
+    if len(solver_state) != len(layers):
+        raise MatFileError(f"state.solverState has {len(solver_state)} cells but the network "
+                           f"has {len(layers)} layers", file=file)
+    plain = "g2" if solver in ("adagrad", "rmsprop") else "m"
+    out: dict[str, np.ndarray] = {}
+    for i, (cells, layer) in enumerate(zip(solver_state, layers, strict=True)):
+        weights = layer.get("weights", [])
+        cells = _as_list(cells)
+        if not weights:
+            if any(not _is_zero(c) for c in cells):
+                raise MatFileError(f"state.solverState{{{i + 1}}} holds state, but layer "
+                                   f"{i + 1} ({layer['name']!r}) has no weights", file=file)
+            continue
+        if len(cells) > len(weights):
+            raise MatFileError(f"state.solverState{{{i + 1}}} has {len(cells)} cells, layer "
+                               f"{i + 1} ({layer['name']!r}) {len(weights)} weights", file=file)
+        for j, cell in enumerate(cells):
+            where = f"state.solverState{{{i + 1}}}{{{j + 1}}}"
+            if _is_zero(cell):
+                continue
+            fields = cell.items() if isinstance(cell, dict) else [(plain, cell)]
+            for key, value in fields:
+                name = _SOLVER_FIELDS.get(key) if isinstance(cell, dict) else key
+                if name is None:
+                    raise MatFileError(f"{where}: unknown solver state field {key!r} (known: "
+                                       f"{', '.join(_SOLVER_FIELDS)})", file=file)
+                if name == "t":
+                    out[f"s{i}_{j}_t"] = np.asarray(int(np.asarray(value).reshape(())))
+                    continue
+                if _is_zero(value):
+                    continue
+                out[f"s{i}_{j}_{name}"] = _like_weight(value, weights[j], where, file)
+    return out
+
+
+def _is_zero(v: Any) -> bool:
+    if isinstance(v, list):
+        return not v
+    if isinstance(v, np.ndarray) and v.dtype.kind in "biuf":
+        return v.size == 0 or (v.size == 1 and float(v.reshape(())) == 0.0)
+    return False
+
+
+def _like_weight(v: Any, w: np.ndarray, where: str, file: str | None) -> np.ndarray:
+    a = _float_array(v, where, file)
+    if a.size != w.size:
+        raise ShapeError(f"{where}: {a.size} elements (shape {a.shape}), but its weight has "
+                         f"shape {w.shape}", file=file)
+    return np.ascontiguousarray(a.reshape(w.shape, order="F"), dtype=w.dtype)
 
 
 def _kind(v: Any) -> str:
