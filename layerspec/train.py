@@ -302,7 +302,9 @@ class Trainer:
             if not math.isfinite(loss):
                 raise FloatingPointError(f"the loss is {loss} at epoch {epoch}, batch {b + 1}: "
                                          f"lower the learning rate")
+            del res  # its buffers go back to the net's workspace before the next step
             apply_update(self.net, dzdw, self.state, self.opts, lr)
+            del dzdw
             acc.add(loss * len(batch), top1, top5, len(batch))
             if on_batch is not None:
                 on_batch(b + 1, nb, acc.stats())

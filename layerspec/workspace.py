@@ -7,9 +7,10 @@ of freshly mapped memory, which cost as much as the arithmetic on small CPU work
 
 Reuse is safe without any bookkeeping by the caller: a buffer is handed out again only when
 nothing but the workspace refers to it (no array, view or ``res`` record of an earlier call
-still holds it); otherwise a new one is allocated. Each key keeps up to two buffers, so a
-trainer that still holds the previous step's results while computing the next one reuses
-every buffer. Only NumPy arrays are cached; other array modules (CuPy, with its own memory
+still holds it); otherwise a new one is allocated. Each key keeps one buffer by default: the
+trainer drops a step's results before the next step, so every buffer is reused and the
+activations are held once, not twice (``slots=2`` suits a caller that keeps the previous
+step's ``res`` alive while computing the next). Only NumPy arrays are cached; other array modules (CuPy, with its own memory
 pool) get plain allocations.
 """
 
@@ -33,7 +34,7 @@ _FREE = _refs([np.empty(0)], 0)
 class Workspace:
     """Per-key buffers (a key is e.g. ``(id(layer), "cols")``), reused when free."""
 
-    def __init__(self, slots: int = 2) -> None:
+    def __init__(self, slots: int = 1) -> None:
         self.slots = slots
         self._bufs: dict[Hashable, list[np.ndarray]] = {}
 
