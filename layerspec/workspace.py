@@ -10,8 +10,8 @@ nothing but the workspace refers to it (no array, view or ``res`` record of an e
 still holds it); otherwise a new one is allocated. Each key keeps one buffer by default: the
 trainer drops a step's results before the next step, so every buffer is reused and the
 activations are held once, not twice (``slots=2`` suits a caller that keeps the previous
-step's ``res`` alive while computing the next). Only NumPy arrays are cached; other array modules (CuPy, with its own memory
-pool) get plain allocations.
+step's ``res`` alive while computing the next). Only NumPy arrays are cached; other array
+modules (CuPy, with its own memory pool) get plain allocations.
 """
 
 from __future__ import annotations
