@@ -253,3 +253,22 @@ def summary_lines() -> list[str]:
         lines.append(f"{case:<{width}}{e['compared']:>8}{e['failed']:>8}  "
                      f"{e['worst']:>13.3g}  {e['what']}")
     return lines
+
+
+def replay_setup(ref: dict[str, Any]) -> tuple[Any, Any, np.ndarray, np.ndarray, list[Any]]:
+    """``(net, trainer, x, y, order)`` for replaying a recorded ``cnn_train`` run
+    (``sgd_two_steps`` / ``bnorm_sgd_steps``) with its hyper-parameters."""
+    import layerspec
+    from layerspec.train import Trainer, TrainOptions
+
+    net = layerspec.load(raw_spec_from_net(ref["net_before"]))
+    x = to_nhwc(ref["images"])
+    y = labels_from_matlab(ref["image_labels"], x.shape[0])
+    order = [np.asarray(o, dtype=int).reshape(-1) - 1 for o in ref["batch_order"]]
+    h = ref["hyper"]
+    opts = TrainOptions.resolve(net, batchSize=int(h["batchSize"].item()),
+                                numEpochs=len(order),
+                                learningRate=float(h["learningRate"].item()),
+                                weightDecay=float(h["weightDecay"].item()),
+                                momentum=float(h["momentum"].item()))
+    return net, Trainer(net, opts), x, y, order

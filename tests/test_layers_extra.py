@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from refcases import compare, load_mat, to_host
+from refcases import compare, load_mat, replay_setup, to_host
 from test_gradcheck import RNG, check_grads, make_net, rand
 
 import layerspec
 from layerspec.backend import cupy_status
 from layerspec.errors import ShapeError, SpecError
-from layerspec.matconvnet import labels_from_matlab, layer_weights, raw_spec_from_net, to_nhwc
+from layerspec.matconvnet import layer_weights, raw_spec_from_net
 from layerspec.shapes import infer
 from layerspec.spec import spec_from_source
 from layerspec.train import Trainer, TrainOptions
@@ -153,17 +153,7 @@ def test_bnorm_sgd_steps_replay(bnorm_steps):
     """Two real cnn_train steps: g, b and the other weights by SGD with momentum, the
     moments by moving average with the layer's learningRate(3) = 0.1."""
     ref = bnorm_steps
-    spec = raw_spec_from_net(ref["net_before"])
-    net = layerspec.load(spec)
-    x = to_nhwc(ref["images"])
-    y = labels_from_matlab(ref["image_labels"], x.shape[0])
-    order = [np.asarray(o, dtype=int).reshape(-1) - 1 for o in ref["batch_order"]]
-    h = ref["hyper"]
-    opts = TrainOptions.resolve(net, batchSize=int(h["batchSize"].item()), numEpochs=2,
-                                learningRate=float(h["learningRate"].item()),
-                                weightDecay=float(h["weightDecay"].item()),
-                                momentum=float(h["momentum"].item()))
-    trainer = Trainer(net, opts)
+    net, trainer, x, y, order = replay_setup(ref)
     for step in (1, 2):
         stats = trainer.train_epoch(step, x, y, order=order[step - 1])
         assert stats.objective == pytest.approx(float(ref[f"step{step}_loss"].item()), rel=1e-5)

@@ -8,8 +8,8 @@ import pytest
 
 import layerspec
 from layerspec.matconvnet import labels_from_matlab, layer_weights, raw_spec_from_net, to_nhwc
-from layerspec.train import Trainer, TrainOptions, multiclass_errors
-from tests.refcases import compare, load_mat
+from layerspec.train import TrainOptions, multiclass_errors
+from tests.refcases import compare, load_mat, replay_setup
 
 
 @pytest.fixture(scope="module")
@@ -23,17 +23,7 @@ def weights_of(net_struct):
 
 
 def test_sgd_two_steps_replay(ref):
-    _, spec = weights_of(ref["net_before"])
-    net = layerspec.load(spec)
-    x = to_nhwc(ref["images"])
-    y = labels_from_matlab(ref["image_labels"], x.shape[0])
-    order = [np.asarray(o, dtype=int).reshape(-1) - 1 for o in ref["batch_order"]]
-    h = ref["hyper"]
-    opts = TrainOptions.resolve(net, batchSize=int(h["batchSize"].item()), numEpochs=2,
-                                learningRate=float(h["learningRate"].item()),
-                                weightDecay=float(h["weightDecay"].item()),
-                                momentum=float(h["momentum"].item()))
-    trainer = Trainer(net, opts)
+    net, trainer, x, y, order = replay_setup(ref)
     for step in (1, 2):
         trainer.train_epoch(step, x, y, order=order[step - 1])
         after, _ = weights_of(ref[f"net_after{step}"])
