@@ -6,6 +6,8 @@ also moves arrays between host and device and draws random numbers on its device
 
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -25,11 +27,24 @@ class Backend:
     xp: ModuleType
     #: why ``auto`` chose this backend (empty when it was named); not part of equality
     note: str = field(default="", compare=False, kw_only=True)
+    #: whether layers may use the compiled CPU kernels (:mod:`layerspec.cpukernels`) when
+    #: Numba is installed; ``False`` keeps every layer on its generic array code
+    use_kernels: bool = field(default=True, compare=False, kw_only=True)
 
     def describe(self) -> str:
         """``name``, with the reason when ``auto`` chose it: ``cupy (auto: CuPy 14.2.0 on 1
-        GPU(s))`` or ``numpy (auto: CuPy is not installed ...)``."""
-        return f"{self.name} ({self.note})" if self.note else self.name
+        GPU(s))`` or ``numpy (auto: CuPy is not installed ...)``; NumPy says whether the
+        compiled kernels are in use."""
+        notes = [self.note] if self.note else []
+        if self.name == "numpy" and self.kernels is not None:
+            notes.append(f"Numba {self.kernels.numba_version} kernels")
+        return f"{self.name} ({'; '.join(notes)})" if notes else self.name
+
+    @functools.cached_property
+    def kernels(self) -> ModuleType | None:
+        """The compiled CPU kernels when this is NumPy, ``use_kernels`` is on, Numba imports
+        and ``LAYERSPEC_NUMBA`` is not ``0``; else ``None`` (the layers' generic path)."""
+        return cpu_kernels() if self.name == "numpy" and self.use_kernels else None
 
     def asarray(self, a: Any, dtype: Any = None) -> Any:
         """``a`` as an array of this backend (no copy when it already is one)."""
@@ -62,6 +77,21 @@ class Backend:
 
 
 NUMPY = Backend("numpy", np)
+#: NumPy without the compiled kernels: the generic reference path of every layer
+NUMPY_GENERIC = Backend("numpy", np, use_kernels=False)
+
+
+@functools.cache
+def cpu_kernels() -> ModuleType | None:
+    """:mod:`layerspec.cpukernels` when Numba is installed (and ``LAYERSPEC_NUMBA`` is not
+    ``0``), else ``None``."""
+    if os.environ.get("LAYERSPEC_NUMBA", "1") == "0":
+        return None
+    try:
+        from . import cpukernels  # noqa: PLC0415
+    except ImportError:
+        return None
+    return cpukernels
 
 
 def cupy_status() -> tuple[bool, str]:

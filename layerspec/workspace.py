@@ -110,6 +110,18 @@ class _NoWorkspace(Workspace):
         return xp.empty(tuple(int(s) for s in shape), dtype=dtype)
 
 
+#: size of one block of im2col patches on the CPU: the copy and the GEMM that reads the block
+#: stay in the core's cache (measured on lenet_cifar conv2: 2.9 ms for the blocked copy
+#: against 10 ms for one 82 MB matrix, which also holds as much memory again)
+CPU_BLOCK_BYTES = 4 << 20
+
+
+def block_bytes(xp: Any) -> int:
+    """How many bytes of patches a blocked layer computes at once: a cache-sized block on
+    the CPU; everything at once on a device, where each block would cost kernel launches."""
+    return CPU_BLOCK_BYTES if xp is np else 1 << 62
+
+
 #: stateless stand-in for "no workspace"
 NO_WORKSPACE: Workspace = _NoWorkspace()
 

@@ -217,10 +217,12 @@ def compare(actual: Any, ref: Any, what: str, rtol: float = 1e-5, atol_scale: fl
 def run_simplenn(spec: dict[str, Any], x: np.ndarray, *, labels: Any, mode: str,
                  dzdy: Any = 1.0, masks: dict[int, np.ndarray] | None = None,
                  backend: str = "numpy") -> Any:
-    """``layerspec.simplenn`` on ``layerspec.load(spec, backend=backend)``."""
+    """``layerspec.simplenn`` on ``layerspec.load(spec, backend=backend)``; ``backend``
+    ``"numpy-generic"`` is NumPy without the compiled CPU kernels."""
     import layerspec  # lazily: the core is written concurrently
+    from layerspec.backend import NUMPY_GENERIC
 
-    net = layerspec.load(spec, backend=backend)
+    net = layerspec.load(spec, backend=NUMPY_GENERIC if backend == "numpy-generic" else backend)
     kwargs = {"dzdy": dzdy, "labels": labels, "mode": mode}
     if masks:
         kwargs["masks"] = masks

@@ -1,5 +1,7 @@
-"""The NumPy fast paths of conv, pool and relu against the generic paths and plain loops,
-and the workspace's buffer reuse (never handing out a buffer that something still holds)."""
+"""The NumPy fast paths of conv, pool and relu against the generic paths and plain loops —
+with and without the compiled CPU kernels (layerspec/cpukernels.py, when Numba is installed),
+with whole-matrix and small im2col blocks — and the workspace's buffer reuse (never handing
+out a buffer that something still holds)."""
 
 from __future__ import annotations
 
@@ -7,11 +9,32 @@ import numpy as np
 import pytest
 
 import layerspec
+from layerspec.backend import cpu_kernels
+from layerspec.layers import conv as conv_module
 from layerspec.layers.conv import col2im, conv_backward, conv_forward, dx_method, im2col
 from layerspec.layers.pool import pool_backward, pool_forward
 from layerspec.workspace import Workspace
 
 RNG = np.random.default_rng(7)
+
+
+@pytest.fixture(params=["generic", "kernels"])
+def kern(request):
+    """None (the generic array code) or the compiled CPU kernels (skipped without Numba)."""
+    if request.param == "generic":
+        return None
+    k = cpu_kernels()
+    if k is None:
+        pytest.skip("Numba is not installed (pip install 'layerspec[fast]'): kernels not built")
+    return k
+
+
+@pytest.fixture(params=["whole", "small"])
+def block(request, monkeypatch):
+    """im2col in one block, or in blocks of ~1 KB (bands of a few output rows)."""
+    if request.param == "small":
+        monkeypatch.setattr(conv_module, "block_bytes", lambda xp: 1024)
+    return request.param
 
 
 def _im2col_loop(xpad, fh, fw, dil, stride, ho, wo):
@@ -62,7 +85,7 @@ def test_im2col_matches_loops(geom):
 
 @pytest.mark.parametrize("geom", GEOMETRIES)
 @pytest.mark.parametrize("use_ws", [False, True])
-def test_conv_fast_paths_match_generic(geom, use_ws):
+def test_conv_fast_paths_match_generic(geom, use_ws, kern, block):
     n, h, w, c, fh, fw, k, stride, pad, dil = geom
     x = RNG.standard_normal((n, h, w, c))
     f = RNG.standard_normal((fh, fw, c, k))
@@ -81,7 +104,7 @@ def test_conv_fast_paths_match_generic(geom, use_ws):
             methods.append("tconv")
         for method in methods:
             dx, df, db = conv_backward(np, x, f, b, dy, cols, stride, pad, dil, ws=ws, key="c",
-                                       method=method)
+                                       method=method, kern=kern)
             np.testing.assert_allclose(dx, dx_ref, rtol=1e-10, atol=1e-10, err_msg=str(method))
             np.testing.assert_allclose(df, df_ref, rtol=1e-10, atol=1e-10)
             np.testing.assert_allclose(db, db_ref, rtol=1e-12, atol=1e-12)
@@ -151,22 +174,28 @@ POOLS = [
 @pytest.mark.parametrize("geom", POOLS)
 @pytest.mark.parametrize("method", ["max", "avg"])
 @pytest.mark.parametrize("ties", [False, True])
-def test_pool_paths_match_loops(geom, method, ties):
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pool_paths_match_loops(geom, method, ties, dtype, kern):
     pool, stride, pad = geom
     x = RNG.standard_normal((2, 7, 8, 3))
     if ties:  # few distinct values: many windows have several maxima
         x = np.round(x).clip(-1, 1)
+    x = x.astype(dtype)
     y_ref, _, _ = _pool_loop(x, method, pool, stride, pad)
-    dy = RNG.standard_normal(y_ref.shape)
+    dy = RNG.standard_normal(y_ref.shape).astype(dtype)
     dx_ref = _pool_grad_loop(x, dy, method, pool, stride, pad)
+    tol = 1e-12 if dtype == np.float64 else 1e-6
     ws = Workspace()
-    for fast in (False, True):
+    for fast in (False, True) if kern is None else (True,):
         for _ in range(2):
-            y, aux = pool_forward(np, x, method, pool, stride, pad, ws=ws, key=fast, fast=fast)
-            np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+            y, aux = pool_forward(np, x, method, pool, stride, pad, ws=ws, key=fast, fast=fast,
+                                  kern=kern)
+            assert y.dtype == dtype
+            np.testing.assert_allclose(y, y_ref, rtol=tol, atol=tol)
             dx = pool_backward(np, x, y, aux, dy, method, pool, stride, pad, ws=ws, key=fast,
-                               fast=fast)
-            np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-12,
+                               fast=fast, kern=kern)
+            assert dx.dtype == dtype
+            np.testing.assert_allclose(dx, dx_ref, rtol=tol, atol=tol,
                                        err_msg=f"fast={fast}")
 
 

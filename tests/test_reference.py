@@ -150,6 +150,12 @@ def test_reference(name, backend="numpy"):
     check.done()
 
 
+@pytest.mark.parametrize("name", CASES)
+def test_reference_generic(name):
+    """The same cases on NumPy without the compiled CPU kernels (the generic array code)."""
+    test_reference(name, backend="numpy-generic")
+
+
 @_needs("normalize")
 def test_lrn_net_close_to_matconvnet_approximation():
     """README (g): against MatConvNet's own (approximate-pow) LRN results, about 5e-3."""

@@ -8,23 +8,28 @@ groups, group ``g`` reads channels ``[g*FC, (g+1)*FC)`` and owns filters
 Performance (NHWC, float32, every product through BLAS):
 
 * im2col is one copy from an ``as_strided`` window view ``(N, Ho, Wo, FH, FW, C)`` whose inner
-  ``FW*C`` run is contiguous; a 1x1 conv and a conv whose filter covers the whole input need
-  no im2col at all (the input *is* the patch matrix).
-* dX for a stride-1 conv with enough input channels is the transposed convolution: im2col of
-  the zero-padded dY times the flipped filters, one fat GEMM. Otherwise the patch gradients
-  are computed transposed, ``(FH*FW*C, M)``, and added back per kernel offset into a
+  ``FW*C`` run is contiguous, done in cache-sized blocks of output rows
+  (:func:`patch_blocks`): each block's GEMM reads patches that are still in the cache, and
+  the patches are never held whole (they are rebuilt in the backward pass). A 1x1 conv and
+  a conv whose filter covers the whole input need no im2col at all.
+* dX for a stride-1 "same"-padded conv with enough input channels is the transposed
+  convolution: im2col of the zero-padded dY times the flipped filters, block by block.
+  Otherwise the patch gradients ``dY F^T`` are scattered back: with the compiled CPU kernels
+  block by block; generically transposed, ``(FH*FW*C, M)``, added per kernel offset into a
   channel-major padded gradient, so each add runs over whole image rows.
+* The bias derivative is a BLAS matrix-vector product.
 * Buffers come from the net's :class:`~layerspec.workspace.Workspace` (``ctx.workspace``)
   and are reused from step to step.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ShapeError
-from ..workspace import NO_WORKSPACE, Workspace, workspace_of
+from ..workspace import NO_WORKSPACE, Workspace, block_bytes, workspace_of
 from .base import Context, Layer, Shape, param, window
 
 #: the transposed-convolution dX pays off from this many input channels on
@@ -82,6 +87,44 @@ def im2col(xp: Any, xpad: Any, fh: int, fw: int, dil: tuple[int, int], stride: t
     return out.reshape(n * ho * wo, fh * fw * c)
 
 
+def patch_blocks(xp: Any, x: Any, fh: int, fw: int, dil: tuple[int, int],
+                 stride: tuple[int, int], pad: tuple[int, int, int, int], ho: int, wo: int,
+                 ws: Workspace) -> Iterator[tuple[slice, Any]]:
+    """im2col in blocks of output rows: yields ``(rows, cols)``, where ``cols`` holds the
+    patches of the output positions ``rows`` (a slice of the ``N*Ho*Wo`` positions, in
+    order) of a conv on ``x`` (unpadded; ``pad`` adds zeros). Each block is at most
+    :func:`~layerspec.workspace.block_bytes`, written into the shared ``"cols"`` scratch, so
+    the copy and the GEMM that reads it stay in the CPU cache; the next block overwrites
+    it (whole images per block, or bands of rows of one image). On a device the whole
+    matrix is one block.
+
+    (A compiled im2col kernel was measured slower than this one strided copy: NumPy's copy
+    loop already runs over ``FW*C``-float contiguous runs.)"""
+    n, _, _, c = x.shape
+    row_bytes = wo * fh * fw * c * x.dtype.itemsize   # patches of one output row
+    band = max(1, block_bytes(xp) // max(row_bytes, 1))
+    xpad = padded(xp, x, pad, ws, "xpad")
+    band = min(ho, band)
+    images = max(1, block_bytes(xp) // max(row_bytes * ho, 1)) if band == ho else 1
+    sy = stride[0]
+    per_image = ho * wo
+    if band == ho:
+        for i0 in range(0, n, images):
+            i1 = min(n, i0 + images)
+            buf = ws.scratch(xp, "cols", ((i1 - i0) * per_image, fh * fw * c), x.dtype)
+            yield (slice(i0 * per_image, i1 * per_image),
+                   im2col(xp, xpad[i0:i1], fh, fw, dil, stride, ho, wo, out=buf))
+        return
+    for i in range(n):
+        for r0 in range(0, ho, band):
+            r1 = min(ho, r0 + band)
+            buf = ws.scratch(xp, "cols", ((r1 - r0) * wo, fh * fw * c), x.dtype)
+            rows_in = xpad[i:i + 1, r0 * sy:(r1 - 1) * sy + (fh - 1) * dil[0] + 1]
+            start = i * per_image + r0 * wo
+            yield (slice(start, start + (r1 - r0) * wo),
+                   im2col(xp, rows_in, fh, fw, dil, stride, r1 - r0, wo, out=buf))
+
+
 def col2im(xp: Any, cols: Any, padded_shape: tuple[int, int, int, int], fh: int, fw: int,
            dil: tuple[int, int], stride: tuple[int, int], ho: int, wo: int) -> Any:
     """Adjoint of :func:`im2col`: scatter-add patches back into a padded input."""
@@ -116,8 +159,8 @@ def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
                  fast: bool = True) -> tuple[Any, Any]:
     """y = conv(x, f) + b. Returns ``(y, cols)``: ``cols`` is the patch matrix when it is a
     view of ``x`` (1x1 and whole-input convs), kept for the backward pass; ``None`` otherwise —
-    im2col patches are rebuilt in the backward pass into a shared scratch buffer instead of
-    being kept per layer (on seed320 they would hold about 1.2 GB).
+    im2col patches are computed in cache-sized blocks (:func:`patch_blocks`) and rebuilt in
+    the backward pass instead of being kept (on seed320 they would hold about 1.2 GB).
 
     ``ws``/``key``: where to take (and keep) buffers; ``fast=False`` forces the im2col path
     (the reference for the 1x1 and whole-input fast paths)."""
@@ -128,62 +171,87 @@ def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
     ho = out_size(h, fh, stride[0], pad[0], pad[1], dilate[0])
     wo = out_size(w, fw, stride[1], pad[2], pad[3], dilate[1])
     kind = _kind(x.shape, f.shape, stride, pad, dilate) if fast else "im2col"
+    cols = None
     if kind == "1x1":
         cols = xp.ascontiguousarray(x).reshape(n * h * w, c)
     elif kind == "full":
         cols = xp.ascontiguousarray(x).reshape(n, h * w * c)
-    else:
-        cols = _patches(xp, x, fh, fw, stride, pad, dilate, ho, wo, ws)
-    m = cols.shape[0]
     if g == 1:
-        y = ws.empty(xp, (key, "y"), (m, k), x.dtype)
-        xp.matmul(cols, f.reshape(fh * fw * fc, k), out=y)
+        y = ws.empty(xp, (key, "y"), (n * ho * wo, k), x.dtype)
+        f2 = f.reshape(fh * fw * fc, k)
+        if cols is not None:
+            xp.matmul(cols, f2, out=y)
+        else:
+            for rows, block in patch_blocks(xp, x, fh, fw, dilate, stride, pad, ho, wo, ws):
+                xp.matmul(block, f2, out=y[rows])
+            del block
     else:
+        if cols is None:
+            cols = _patches(xp, x, fh, fw, stride, pad, dilate, ho, wo, ws)
+        m = cols.shape[0]
         kg = k // g
         cols_g = cols.reshape(m, fh * fw, g, fc).transpose(2, 0, 1, 3).reshape(g, m, fh * fw * fc)
         f_g = f.reshape(fh * fw * fc, g, kg).transpose(1, 0, 2)
         y = xp.matmul(cols_g, f_g).transpose(1, 0, 2).reshape(m, k)
     if b is not None and b.size:
         y += b
-    return y.reshape(n, ho, wo, k), (cols if kind != "im2col" else None)
+    return y.reshape(n, ho, wo, k), cols if kind != "im2col" else None
 
 
 def _patches(xp: Any, x: Any, fh: int, fw: int, stride: tuple[int, int],
              pad: tuple[int, int, int, int], dilate: tuple[int, int], ho: int, wo: int,
              ws: Workspace) -> Any:
-    """im2col patches of ``x`` in the shared ``"cols"`` scratch buffer (drop before return)."""
+    """All im2col patches of ``x`` at once in the shared ``"cols"`` scratch buffer (drop
+    before return); grouped convs use it."""
     n, _, _, c = x.shape
     xpad = padded(xp, x, pad, ws, "xpad")
     buf = ws.scratch(xp, "cols", (n * ho * wo, fh * fw * c), x.dtype)
     return im2col(xp, xpad, fh, fw, dilate, stride, ho, wo, out=buf)
 
 
+def _tconv_pad(f_shape: tuple[int, ...], pad: tuple[int, int, int, int]) -> tuple[int, ...]:
+    fh, fw = f_shape[:2]
+    return (fh - 1 - pad[0], fh - 1 - pad[1], fw - 1 - pad[2], fw - 1 - pad[3])
+
+
 def _dx_tconv(xp: Any, dy: Any, f: Any, x_shape: tuple[int, ...],
               pad: tuple[int, int, int, int], ws: Workspace, key: Any) -> Any:
     """dX of a stride-1, undilated conv as the transposed convolution: im2col of dY padded
-    by ``F-1-pad`` times the flipped filters (one GEMM, inner dimension FH*FW*K)."""
+    by ``F-1-pad`` times the flipped filters (inner dimension FH*FW*K), block by block."""
     n, h, w, c = x_shape
     fh, fw, _, k = f.shape
-    q = (fh - 1 - pad[0], fh - 1 - pad[1], fw - 1 - pad[2], fw - 1 - pad[3])
-    dypad = padded(xp, dy, q, ws, "dypad")
-    buf = ws.scratch(xp, "dycols", (n * h * w, fh * fw * k), dy.dtype)
-    cols = im2col(xp, dypad, fh, fw, (1, 1), (1, 1), h, w, out=buf)
-    del dypad
     ff = xp.ascontiguousarray(f[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(fh * fw * k, c)
     dx = ws.empty(xp, (key, "dx"), (n * h * w, c), dy.dtype)
-    xp.matmul(cols, ff, out=dx)
+    for rows, block in patch_blocks(xp, dy, fh, fw, (1, 1), (1, 1), _tconv_pad(f.shape, pad),
+                                    h, w, ws):
+        xp.matmul(block, ff, out=dx[rows])
     return dx.reshape(n, h, w, c)
 
 
 def _dx_col2im(xp: Any, dym: Any, f2: Any, x_shape: tuple[int, ...], f_shape: tuple[int, ...],
                stride: tuple[int, int], pad: tuple[int, int, int, int],
-               dilate: tuple[int, int], ho: int, wo: int, ws: Workspace, key: Any) -> Any:
-    """dX for any geometry: patch gradients computed transposed, ``(FH*FW*C, M)``, then added
-    per kernel offset into a channel-major ``(C, N, Hp, Wp)`` gradient (whole-row runs)."""
+               dilate: tuple[int, int], ho: int, wo: int, ws: Workspace, key: Any,
+               kern: Any) -> Any:
+    """dX for any geometry: the patch gradients ``dY F^T``, scattered back onto the input.
+
+    With the compiled kernels: block by block (GEMM into a cache-sized block, then the
+    kernel's scatter-add). Generic: computed transposed, ``(FH*FW*C, M)``, then added per
+    kernel offset into a channel-major ``(C, N, Hp, Wp)`` gradient (whole-row runs)."""
     n, h, w, c = x_shape
     fh, fw = f_shape[:2]
     m = dym.shape[0]
     pt, pb, pl, pr = pad
+    if kern is not None:
+        dx = ws.empty(xp, (key, "dx"), (n, h, w, c), dym.dtype)
+        dx.fill(0)
+        band = max(1, block_bytes(xp) // max(wo * fh * fw * c * dym.itemsize, 1))
+        for g0 in range(0, n * ho, band):
+            g1 = min(n * ho, g0 + band)
+            block = ws.scratch(xp, "cols", ((g1 - g0) * wo, fh * fw * c), dym.dtype)
+            xp.matmul(dym[g0 * wo:g1 * wo], f2.T, out=block)
+            kern.col2im_rows(block, dx, g0, g1, ho, wo, fh, fw, stride[0], stride[1], pt, pl,
+                             dilate[0], dilate[1])
+        return dx
     dct = ws.scratch(xp, "dcolsT", (fh * fw * c, m), dym.dtype)
     xp.matmul(f2, dym.T, out=dct)
     d = dct.reshape(fh, fw, c, n, ho, wo)
@@ -217,15 +285,22 @@ def dx_method(x_shape: tuple[int, ...], f_shape: tuple[int, ...], stride: tuple[
     return "col2im"
 
 
+def bias_grad(xp: Any, dym: Any, ws: Workspace, key: Any) -> Any:
+    """Sum of ``dym`` ``(M, K)`` over its rows, as a matrix-vector product (BLAS)."""
+    ones = ws.empty(xp, (key, "ones"), (dym.shape[0],), dym.dtype)
+    ones.fill(1)
+    return ones @ dym
+
+
 def conv_backward(xp: Any, x: Any, f: Any, b: Any, dy: Any, cols: Any, stride: tuple[int, int],
                   pad: tuple[int, int, int, int], dilate: tuple[int, int],
                   ws: Workspace | None = None, key: Any = None,
-                  method: str | None = None) -> tuple[Any, Any, Any]:
+                  method: str | None = None, kern: Any = None) -> tuple[Any, Any, Any]:
     """(dx, df, db) for :func:`conv_forward`; derivatives are summed over the batch.
 
     ``method`` forces a dX method (``"gemm"`` only where it applies, ``"tconv"`` only for
     stride 1, ``"col2im"`` always, ``"none"`` to skip dX and return None); the default picks
-    by :func:`dx_method`."""
+    by :func:`dx_method`. ``kern``: compiled CPU kernels or None."""
     ws = NO_WORKSPACE if ws is None else ws
     n, h, w, c = x.shape
     fh, fw, fc, k = f.shape
@@ -233,27 +308,36 @@ def conv_backward(xp: Any, x: Any, f: Any, b: Any, dy: Any, cols: Any, stride: t
     _, ho, wo, _ = dy.shape
     m = n * ho * wo
     dym = xp.ascontiguousarray(dy).reshape(m, k)
-    if cols is None:
-        cols = _patches(xp, x, fh, fw, stride, pad, dilate, ho, wo, ws)
-    db = dym.sum(axis=0) if b is not None and b.size else xp.zeros((0,), dtype=dy.dtype)
+    db = bias_grad(xp, dym, ws, key) if b is not None and b.size else \
+        xp.zeros((0,), dtype=dy.dtype)
     if g == 1:
         f2 = f.reshape(fh * fw * fc, k)
         method = method or dx_method(x.shape, f.shape, stride, pad, dilate)
-        if method == "gemm":
+        if cols is not None:
             # 1x1 or whole-input conv: the patch matrix is the input itself
             df = (cols.reshape(-1, fh * fw * c).T @ dym).reshape(f.shape)
+        else:
+            df = xp.zeros((fh * fw * c, k), dtype=dy.dtype)
+            part = ws.empty(xp, (key, "df_part"), df.shape, dy.dtype)
+            for rows, block in patch_blocks(xp, x, fh, fw, dilate, stride, pad, ho, wo, ws):
+                xp.matmul(block.T, dym[rows], out=part)
+                df += part
+            del block
+            df = df.reshape(f.shape)
+        if method == "none":  # the caller needs no input derivative
+            return None, df, db
+        if method == "gemm":
             dx = ws.empty(xp, (key, "dx"), (cols.shape[0], cols.shape[1]), dy.dtype)
             xp.matmul(dym.reshape(cols.shape[0], -1), f2.T, out=dx)
             return dx.reshape(x.shape), df, db
-        df = (cols.T @ dym).reshape(f.shape)
-        if method == "none":  # the caller needs no input derivative
-            return None, df, db
         if method == "tconv":
             dx = _dx_tconv(xp, dym.reshape(dy.shape), f, x.shape, pad, ws, key)
         else:
             dx = _dx_col2im(xp, dym, f2, x.shape, f.shape, stride, pad, dilate, ho, wo, ws,
-                            key)
+                            key, kern)
         return dx, df, db
+    if cols is None:
+        cols = _patches(xp, x, fh, fw, stride, pad, dilate, ho, wo, ws)
     kg = k // g
     cols_g = cols.reshape(m, fh * fw, g, fc).transpose(2, 0, 1, 3).reshape(g, m, fh * fw * fc)
     f_g = f.reshape(fh * fw * fc, g, kg).transpose(1, 0, 2)
@@ -334,5 +418,6 @@ class Conv(Layer):
                  ctx: Context) -> tuple[Any, list[Any]]:
         dx, df, db = conv_backward(ctx.xp, x, w[0], w[1], dy, aux, self.stride, self.pad,
                                    self.dilate, workspace_of(ctx), id(self),
-                                   method=None if ctx.input_grad else "none")
+                                   method=None if ctx.input_grad else "none",
+                                   kern=ctx.backend.kernels)
         return dx, [df, db]

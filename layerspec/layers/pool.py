@@ -72,12 +72,13 @@ class Pool(Layer):
 
     def forward(self, x: Any, w: list[Any], ctx: Context, aux: Any = None) -> tuple[Any, Any]:
         return pool_forward(ctx.xp, x, self.method, self.pool, self.stride, self.pad,
-                            workspace_of(ctx), id(self))
+                            workspace_of(ctx), id(self), kern=ctx.backend.kernels)
 
     def backward(self, x: Any, y: Any, aux: Any, w: list[Any], dy: Any,
                  ctx: Context) -> tuple[Any, list[Any]]:
         return pool_backward(ctx.xp, x, y, aux, dy, self.method, self.pool, self.stride,
-                             self.pad, workspace_of(ctx), id(self)), []
+                             self.pad, workspace_of(ctx), id(self),
+                             kern=ctx.backend.kernels), []
 
 
 def _disjoint(pool: tuple[int, int], stride: tuple[int, int],
@@ -102,13 +103,24 @@ def counts(xp: Any, h: int, w: int, pool: tuple[int, int], stride: tuple[int, in
 
 def pool_forward(xp: Any, x: Any, method: str, pool: tuple[int, int], stride: tuple[int, int],
                  pad: tuple[int, int, int, int], ws: Workspace | None = None, key: Any = None,
-                 fast: bool = True) -> tuple[Any, Any]:
-    """``(y, aux)``: max (aux None; backward finds the first maximum again) or avg (aux the
-    window counts). ``fast=False`` skips the separable max (the reference path)."""
+                 fast: bool = True, kern: Any = None) -> tuple[Any, Any]:
+    """``(y, aux)``: max (aux None, or with ``kern`` the int32 in-image index of each
+    window's first maximum; without it backward finds the first maximum again) or avg (aux
+    the window counts, None with ``kern``). ``fast=False`` skips the separable max (the
+    reference path); ``kern``: compiled CPU kernels (``Backend.kernels``) or None."""
     ws = NO_WORKSPACE if ws is None else ws
     n, h, wd, c = x.shape
     ho, wo = _out(h, wd, pool, stride, pad)
     (ph, pw), (sy, sx) = pool, stride
+    if kern is not None:
+        x = xp.ascontiguousarray(x)
+        y = ws.empty(xp, (key, "y"), (n, ho, wo, c), x.dtype)
+        if method == "max":
+            arg = ws.empty(xp, (key, "arg"), (n, ho, wo, c), xp.int32)
+            kern.maxpool_forward(x, y, arg, ph, pw, sy, sx, pad[0], pad[2])
+            return y, arg
+        kern.avgpool_forward(x, y, ph, pw, sy, sx, pad[0], pad[2])
+        return y, None
     if method == "max":
         xpad = padded(xp, x, pad, ws, "xpad", -xp.inf)
         y = ws.empty(xp, (key, "y"), (n, ho, wo, c), x.dtype)
@@ -146,15 +158,27 @@ def pool_forward(xp: Any, x: Any, method: str, pool: tuple[int, int], stride: tu
 
 def pool_backward(xp: Any, x: Any, y: Any, aux: Any, dy: Any, method: str,
                   pool: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int, int, int],
-                  ws: Workspace | None = None, key: Any = None, fast: bool = True) -> Any:
+                  ws: Workspace | None = None, key: Any = None, fast: bool = True,
+                  kern: Any = None) -> Any:
     """dX. Max: the window's derivative goes to its first maximum in column-major scan order,
     found branch-free: ``r`` holds what is still to be placed (dY), and each offset in scan
     order takes ``t = r * [x == y]`` and leaves ``r - t`` (0 once placed) for the next.
-    ``fast=False`` always takes the general (overlapping, padded) path."""
+    ``fast=False`` always takes the general (overlapping, padded) path. With ``kern`` (and,
+    for max, the argmax its forward recorded) the compiled kernels scatter dY directly."""
     ws = NO_WORKSPACE if ws is None else ws
     n, h, wd, c = x.shape
     _, ho, wo, _ = dy.shape
     (ph, pw), (sy, sx), (pt, pb, pl, pr) = pool, stride, pad
+    if kern is not None and (method != "max" or aux is not None):
+        dy = xp.ascontiguousarray(dy)
+        dx = ws.empty(xp, (key, "dx"), x.shape, dy.dtype)
+        if method == "max":
+            kern.maxpool_backward(dy, aux, dx)
+        else:
+            kern.avgpool_backward(dy, dx, ph, pw, sy, sx, pt, pl)
+        return dx
+    if method != "max" and aux is None:
+        aux = counts(xp, h, wd, pool, stride, pad, ho, wo, dy.dtype)
     if method != "max":
         g = ws.scratch(xp, "pool_g", dy.shape, dy.dtype)
         xp.divide(dy, aux, out=g)

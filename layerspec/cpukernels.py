@@ -1,0 +1,153 @@
+"""Optional compiled CPU kernels (Numba) for the loops that neither BLAS nor a single NumPy
+copy does well.
+
+The NumPy path of every layer is complete on its own; when Numba is installed
+(``pip install "layerspec[fast]"``) the NumPy backend hands these kernels to the layers
+through ``Backend.kernels``. They replace NumPy's many short strided passes in pooling
+(a 3x3/stride-2 max pool took nine passes of four ufuncs each: lenet_cifar's pool1
+backward went from ~22 ms to ~2 ms) and in the convolution's col2im scatter-add. im2col
+stays a NumPy copy, which measured faster than a compiled loop; GEMMs stay in BLAS.
+tests/test_fastpaths.py compares every kernel with the generic path and with plain loops
+(ties, padding, both float types).
+
+Layout: data ``(N, H, W, C)``, C-contiguous. A patch matrix has one row per output
+position ``(n, i, j)`` in that order and columns ordered ``(u, v, c)``, as
+:func:`layerspec.layers.conv.im2col` writes it; kernels take "global output rows"
+``g = n*Ho + i`` so that a caller can work on a cache-sized band of rows at a time.
+
+The kernels are serial on purpose: OpenBLAS's worker threads keep spinning for a while
+after each GEMM, and parallel Numba regions between GEMMs fought them for the two cores
+(lenet_cifar's step went from 120 ms to 1.6 s with Numba's OpenMP layer).
+"""
+
+from __future__ import annotations
+
+import numba
+from numba import njit
+
+__all__ = ["col2im_rows", "maxpool_forward", "maxpool_backward",
+           "avgpool_forward", "avgpool_backward", "numba_version"]
+
+numba_version: str = numba.__version__
+
+
+@njit(cache=True, nogil=True)
+def col2im_rows(dcols, dx, g0, g1, ho, wo, fh, fw, sy, sx, pt, pl, dily, dilx):  # noqa: PLR0913
+    """Adjoint of :func:`im2col_rows`: add the patch derivatives ``dcols``
+    ``((g1-g0)*Wo, FH*FW*C)`` of the output rows ``g0 <= g < g1`` (``g = n*Ho + i``) into
+    ``dx`` ``(N, H, W, C)``; cells in the padding are dropped."""
+    _, h, w, c = dx.shape
+    n0 = g0 // ho
+    n1 = (g1 - 1) // ho + 1
+    for n in range(n0, n1):
+        ra = max(g0, n * ho)
+        rb = min(g1, (n + 1) * ho)
+        for g in range(ra, rb):
+            i = g - n * ho
+            for j in range(wo):
+                o = (g - g0) * wo + j
+                col = 0
+                for u in range(fh):
+                    yy = i * sy - pt + u * dily
+                    for v in range(fw):
+                        xx = j * sx - pl + v * dilx
+                        if 0 <= yy < h and 0 <= xx < w:
+                            for ch in range(c):
+                                dx[n, yy, xx, ch] += dcols[o, col + ch]
+                        col += c
+
+
+@njit(cache=True, nogil=True)
+def maxpool_forward(x, y, arg, ph, pw, sy, sx, pt, pl):  # noqa: PLR0913
+    """Max over each window's in-image cells into ``y`` ``(N, Ho, Wo, C)``; ``arg`` (same
+    shape, int32) receives the in-image index ``yy*W + xx`` of the first maximum in
+    MatConvNet's scan order (columns left to right, each top to bottom)."""
+    n_, h, w, c = x.shape
+    _, ho, wo, _ = y.shape
+    for g in range(n_ * ho):
+        n = g // ho
+        i = g - n * ho
+        ya = max(i * sy - pt, 0)
+        yb = min(i * sy - pt + ph, h)
+        for j in range(wo):
+            xa = max(j * sx - pl, 0)
+            xb = min(j * sx - pl + pw, w)
+            for ch in range(c):
+                y[n, i, j, ch] = x[n, ya, xa, ch]
+                arg[n, i, j, ch] = ya * w + xa
+            for xx in range(xa, xb):
+                for yy in range(ya, yb):
+                    if xx == xa and yy == ya:
+                        continue
+                    for ch in range(c):
+                        val = x[n, yy, xx, ch]
+                        if val > y[n, i, j, ch]:
+                            y[n, i, j, ch] = val
+                            arg[n, i, j, ch] = yy * w + xx
+
+
+@njit(cache=True, nogil=True)
+def maxpool_backward(dy, arg, dx):
+    """``dx`` ``(N, H, W, C)`` = zeros plus each window's derivative at its recorded
+    maximum ``arg`` (from :func:`maxpool_forward`). One image per thread."""
+    n_, ho, wo, c = dy.shape
+    _, h, w, _ = dx.shape
+    for n in range(n_):
+        for yy in range(h):
+            for xx in range(w):
+                for ch in range(c):
+                    dx[n, yy, xx, ch] = 0
+        for i in range(ho):
+            for j in range(wo):
+                for ch in range(c):
+                    k = arg[n, i, j, ch]
+                    yy = k // w
+                    dx[n, yy, k - yy * w, ch] += dy[n, i, j, ch]
+
+
+@njit(cache=True, nogil=True)
+def avgpool_forward(x, y, ph, pw, sy, sx, pt, pl):  # noqa: PLR0913
+    """Mean over each window's in-image cells (MatConvNet's divisor) into ``y``."""
+    n_, h, w, c = x.shape
+    _, ho, wo, _ = y.shape
+    for g in range(n_ * ho):
+        n = g // ho
+        i = g - n * ho
+        ya = max(i * sy - pt, 0)
+        yb = min(i * sy - pt + ph, h)
+        for j in range(wo):
+            xa = max(j * sx - pl, 0)
+            xb = min(j * sx - pl + pw, w)
+            for ch in range(c):
+                y[n, i, j, ch] = 0
+            for xx in range(xa, xb):
+                for yy in range(ya, yb):
+                    for ch in range(c):
+                        y[n, i, j, ch] += x[n, yy, xx, ch]
+            cnt = (yb - ya) * (xb - xa)
+            for ch in range(c):
+                y[n, i, j, ch] /= cnt
+
+
+@njit(cache=True, nogil=True)
+def avgpool_backward(dy, dx, ph, pw, sy, sx, pt, pl):  # noqa: PLR0913
+    """``dx`` = each window's derivative divided by its in-image cell count, spread over
+    those cells. One image per thread."""
+    n_, ho, wo, c = dy.shape
+    _, h, w, _ = dx.shape
+    for n in range(n_):
+        for yy in range(h):
+            for xx in range(w):
+                for ch in range(c):
+                    dx[n, yy, xx, ch] = 0
+        for i in range(ho):
+            ya = max(i * sy - pt, 0)
+            yb = min(i * sy - pt + ph, h)
+            for j in range(wo):
+                xa = max(j * sx - pl, 0)
+                xb = min(j * sx - pl + pw, w)
+                cnt = (yb - ya) * (xb - xa)
+                for yy in range(ya, yb):
+                    for xx in range(xa, xb):
+                        for ch in range(c):
+                            dx[n, yy, xx, ch] += dy[n, i, j, ch] / cnt
