@@ -25,8 +25,8 @@ from __future__ import annotations
 import numba
 from numba import njit
 
-__all__ = ["col2im_rows", "maxpool_forward", "maxpool_backward",
-           "avgpool_forward", "avgpool_backward", "numba_version"]
+__all__ = ["col2im_rows", "maxpool_forward", "maxpool_backward", "avgpool_forward",
+           "avgpool_backward", "relu_backward", "sgd_momentum", "numba_version"]
 
 numba_version: str = numba.__version__
 
@@ -151,3 +151,27 @@ def avgpool_backward(dy, dx, ph, pw, sy, sx, pt, pl):  # noqa: PLR0913
                     for xx in range(xa, xb):
                         for ch in range(c):
                             dx[n, yy, xx, ch] += dy[n, i, j, ch] / cnt
+
+
+@njit(cache=True, nogil=True)
+def relu_backward(x, dy, dx):
+    """``dx = dy * [x > 0]`` in one pass (arrays of one shape, C-contiguous)."""
+    xf = x.reshape(-1)
+    df = dy.reshape(-1)
+    of = dx.reshape(-1)
+    for k in range(xf.size):
+        of[k] = df[k] if xf[k] > 0 else 0
+
+
+@njit(cache=True, nogil=True)
+def sgd_momentum(w, g, m, momentum, decay, lr):
+    """cnn_train's SGD step in one pass, in place: ``m = momentum*m - (decay*w + g)``, then
+    ``w = w + lr*m`` — the same float operations, in the same order, as the generic path
+    (the scalars arrive in the weights' float type)."""
+    wf = w.reshape(-1)
+    gf = g.reshape(-1)
+    mf = m.reshape(-1)
+    for k in range(wf.size):
+        mk = momentum * mf[k] - (decay * wf[k] + gf[k])
+        mf[k] = mk
+        wf[k] = wf[k] + lr * mk

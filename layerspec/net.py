@@ -221,7 +221,9 @@ class Net:
         self.backend = get_backend(backend)
         if len(weights) != len(spec.layers):
             raise SpecError(f"{len(weights)} weight lists for {len(spec.layers)} layers")
-        self.weights: list[list[Any]] = [[self.backend.asarray(w) for w in ws] for ws in weights]
+        # own copies: training updates them in place, never the caller's arrays
+        self.weights: list[list[Any]] = [[self.backend.xp.array(w, copy=True) for w in ws]
+                                         for ws in weights]
         self.seed = spec.seed if seed is None else seed
         self.rng = np.random.default_rng([self.seed, 1])
         if dtype is None:

@@ -220,9 +220,43 @@ def apply_update(net: Net, dzdw: Sequence[Sequence[Any]], state: list[list[dict[
                 net.weights[i][j] = w * w.dtype.type(1 - r) + w.dtype.type(r) * g
                 continue
             decay = opts.weightDecay * wds[j]
+            if opts.solver == "sgd" and not opts.nesterovUpdate:
+                _sgd_in_place(net, (i, j), w, g, state[i][j], opts.momentum, decay, lr * lrs[j])
+                continue
             if decay:
                 g = g + w.dtype.type(decay) * w
             net.weights[i][j] = _update(xp, w, g, state[i][j], opts, lr * lrs[j])
+
+
+def _sgd_in_place(net: Net, key: tuple[int, int], w: Any, g: Any, st: dict[str, Any],
+                  momentum: float, decay: float, lr: float) -> None:
+    """cnn_train's SGD step on ``w`` and its momentum ``st["m"]``, both updated in place:
+    ``m = momentum*m - (g + decay*w)``, ``w = w + lr*m`` (the first step starts from
+    ``m = 0``). One fused pass with the compiled CPU kernels, else a few in-place array
+    operations on a reused scratch buffer — no fresh allocation per step either way (on
+    seed320's 14M weights the allocating version took ~39 ms a step)."""
+    xp = net.backend.xp
+    t = w.dtype.type
+    kern = net.backend.kernels
+    m = st.get("m")
+    if kern is not None and w.flags.c_contiguous and g.flags.c_contiguous:
+        if m is None:
+            m = st["m"] = xp.zeros_like(w)
+        kern.sgd_momentum(w, g, m, t(momentum), t(decay), t(lr))
+        return
+    tmp = net.workspace.empty(xp, ("sgd", key), w.shape, w.dtype)
+    if decay:
+        xp.multiply(w, t(decay), out=tmp)
+        tmp += g
+    else:
+        tmp[...] = g
+    if m is None:
+        m = st["m"] = xp.negative(tmp)
+    else:
+        m *= t(momentum)
+        m -= tmp
+    xp.multiply(m, t(lr), out=tmp)
+    w += tmp
 
 
 def epoch_rng(opts: TrainOptions, epoch: int) -> np.random.Generator:

@@ -267,3 +267,71 @@ def test_training_skips_only_the_unused_input_derivative():
         for wa, wb in zip(a.dzdw, b.dzdw, strict=True):
             np.testing.assert_array_equal(wa, wb)
     np.testing.assert_array_equal(full[1].dzdx, lean[1].dzdx)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_backward_kernel_matches_generic(dtype, kern):
+    from layerspec.backend import NUMPY, NUMPY_GENERIC
+    from layerspec.layers import Context
+    from layerspec.layers.activations import ReLU
+
+    x = np.round(RNG.standard_normal((3, 5, 4, 6)), 1).astype(dtype)  # exact zeros too
+    dy = RNG.standard_normal(x.shape).astype(dtype)
+    layer = ReLU(name="r")
+    be = NUMPY if kern is not None else NUMPY_GENERIC
+    ctx = Context(backend=be, workspace=Workspace())
+    dx, _ = layer.backward(x, np.maximum(x, 0), None, [], dy, ctx)
+    assert dx.dtype == dtype
+    np.testing.assert_array_equal(dx, np.where(x > 0, dy, 0))
+
+
+def _sgd_reference(w, g, m, momentum, decay, lr):
+    """cnn_train's update, written the allocating way (MatConvNet's order of operations)."""
+    t = w.dtype.type
+    m = -(g + t(decay) * w) if m is None else t(momentum) * m - (g + t(decay) * w)
+    return w + t(lr) * m, m
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("decay", [0.0, 5e-4])
+def test_sgd_in_place_matches_formula(dtype, decay, kern):
+    """Both in-place SGD paths (generic and the fused kernel) give cnn_train's numbers bit
+    for bit, over three steps."""
+    from layerspec.backend import NUMPY, NUMPY_GENERIC
+    from layerspec.train import TrainOptions, apply_update, init_solver_state
+
+    spec = {"input": [6, 6, 2], "layers": [
+        {"type": "conv", "weights": ["randn(3,3,2,4)", "zeros(1,4)"], "learningRate": [1, 2],
+         "weightDecay": [1, 0]},
+        {"type": "relu"},
+        {"type": "conv", "weights": ["randn(4,4,4,3)", "zeros(1,3)"]},
+        {"type": "softmaxloss"}],
+        "train": {"learningRate": 0.01, "momentum": 0.9, "weightDecay": decay}}
+    be = NUMPY if kern is not None else NUMPY_GENERIC
+    net = layerspec.load(spec, backend=be, seed=3)
+    net.weights = [[w.astype(dtype) for w in ws] for ws in net.weights]
+    opts = TrainOptions.resolve(net)
+    state = init_solver_state(net, opts.solver)
+    ref_w = [[w.copy() for w in ws] for ws in net.weights]
+    ref_m = [[None for _ in ws] for ws in net.weights]
+    for _ in range(3):
+        grads = [[RNG.standard_normal(w.shape).astype(dtype) for w in ws] for ws in net.weights]
+        apply_update(net, grads, state, opts, 0.01)
+        for i, layer in enumerate(net.layers):
+            lrs = layer.learningRate or (1.0, 1.0)
+            wds = layer.weightDecay or (1.0, 1.0)
+            for j in range(len(ref_w[i])):
+                ref_w[i][j], ref_m[i][j] = _sgd_reference(
+                    ref_w[i][j], grads[i][j], ref_m[i][j], 0.9, decay * wds[j], 0.01 * lrs[j])
+                np.testing.assert_array_equal(net.weights[i][j], ref_w[i][j])
+                np.testing.assert_array_equal(state[i][j]["m"], ref_m[i][j])
+                assert net.weights[i][j].dtype == dtype
+
+
+def test_net_copies_the_callers_weights():
+    """Training updates net.weights in place: the arrays a caller passed in stay as they were."""
+    f = RNG.standard_normal((3, 3, 2, 4)).astype(np.float32)
+    spec = {"input": [5, 5, 2], "layers": [
+        {"type": "conv", "weights": [f, np.zeros(4, np.float32)]}, {"type": "softmaxloss"}]}
+    net = layerspec.load(spec)
+    assert not np.shares_memory(net.weights[0][0], f)
