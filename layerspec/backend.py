@@ -76,6 +76,36 @@ class Backend:
             self.xp.cuda.get_current_stream().synchronize()
 
 
+def is_host(xp: Any) -> bool:
+    """Whether ``xp`` is NumPy (arrays in host memory): layers pick CPU-only strategies by it."""
+    return xp is np
+
+
+def gemm_accumulate(xp: Any, c: Any, a: Any, b: Any, accumulate: bool) -> None:
+    """``c = a @ b`` (or ``c += a @ b`` when ``accumulate``) in place, for 2-D arrays of one
+    float type. NumPy's ``matmul`` cannot accumulate: on the host this calls the ``gemm`` of
+    NumPy's own BLAS with ``beta = 1`` (:mod:`layerspec.hostblas`); elsewhere, or where that
+    BLAS is not reachable, ``matmul`` plus an add."""
+    if xp is np:
+        from . import hostblas  # noqa: PLC0415
+
+        if hostblas.gemm(c, a, b, 1.0 if accumulate else 0.0):
+            return
+    if accumulate:
+        c += a @ b
+    else:
+        xp.matmul(a, b, out=c)
+
+
+def fast_accumulate(xp: Any) -> bool:
+    """Whether :func:`gemm_accumulate` accumulates inside BLAS (no extra pass) on ``xp``."""
+    if xp is not np:
+        return False
+    from . import hostblas  # noqa: PLC0415
+
+    return hostblas.gemm_accumulate_available()
+
+
 NUMPY = Backend("numpy", np)
 #: NumPy without the compiled kernels: the generic reference path of every layer
 NUMPY_GENERIC = Backend("numpy", np, use_kernels=False)

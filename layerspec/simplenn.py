@@ -24,6 +24,10 @@ from .net import Net
 
 MODES = ("normal", "test")
 
+#: layer types whose backward pass reads their input and dY but never their own output, so
+#: that the next layer may overwrite that output in place (``conserve_memory``)
+OUTPUT_UNUSED_IN_BACKWARD = frozenset({"conv", "convt"})
+
 
 @dataclass
 class Res:
@@ -40,7 +44,8 @@ class Res:
 def simplenn(net: Net, x: Any, dzdy: Any = None, labels: Any = None, mode: str = "normal",
              rng: np.random.Generator | None = None,
              masks: Mapping[int, Any] | None = None,
-             step: tuple[int, ...] | None = None, input_grad: bool = True) -> list[Res]:
+             step: tuple[int, ...] | None = None, input_grad: bool = True,
+             conserve_memory: bool = False) -> list[Res]:
     """Run ``net`` forward on ``x`` (``(N, H, W, C)``) and, when ``dzdy`` is given, backward.
 
     labels: 0-based class indices, ``(N,)`` or ``(N, H', W')``; ``-1`` = ignore.
@@ -52,6 +57,12 @@ def simplenn(net: Net, x: Any, dzdy: Any = None, labels: Any = None, mode: str =
     a ``seed`` draw their masks from it (see ``layers/dropout.py``).
     input_grad: ``False`` lets the first layer skip ``res[0].dzdx`` (``None`` then), which
     training never reads; ``vl_simplenn`` always computes it.
+    conserve_memory: ``vl_simplenn``'s ``conserveMemory`` (cnn_train turns it on): after layer
+    i's backward pass ``res[i+1].x`` and ``res[i+1].dzdx`` are dropped (set to None), except the
+    loss and the scores (``res[-1]``, ``res[-2]``), and layers may work in place
+    (``Context.in_place``): a ReLU after a convolution overwrites the convolution's output, and
+    a ReLU's backward pass writes over the incoming derivative. ``res[i].x`` of such a
+    convolution then holds the ReLU's output until it is dropped.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -70,12 +81,17 @@ def simplenn(net: Net, x: Any, dzdy: Any = None, labels: Any = None, mode: str =
     n_layers = len(net.layers)
     res = [Res() for _ in range(n_layers + 1)]
     res[0].x = x
+    in_place = dataclasses.replace(ctx, in_place=True) if conserve_memory else ctx
     for i, layer in enumerate(net.layers):
         t0 = time.perf_counter()
         given = masks.get(i)
         if given is not None:
             given = be.asarray(given, dtype=dtype)
-        y, aux = layer.forward(res[i].x, net.weights[i], ctx, given)
+        # a layer may overwrite its input only where the layer that made it never reads its
+        # own output again (conv, convt) and the caller gave up the intermediate results
+        lctx = in_place if (conserve_memory and i > 0 and dzdy is not None
+                            and net.layers[i - 1].type in OUTPUT_UNUSED_IN_BACKWARD) else ctx
+        y, aux = layer.forward(res[i].x, net.weights[i], lctx, given)
         res[i + 1].x = y
         res[i + 1].aux = aux
         res[i].time = time.perf_counter() - t0
@@ -87,10 +103,14 @@ def simplenn(net: Net, x: Any, dzdy: Any = None, labels: Any = None, mode: str =
     for i in range(n_layers - 1, -1, -1):
         t0 = time.perf_counter()
         layer = net.layers[i]
-        lctx = ctx if (i or input_grad) else dataclasses.replace(ctx, input_grad=False)
+        lctx = in_place if conserve_memory and i < n_layers - 1 else ctx
+        if not (i or input_grad):
+            lctx = dataclasses.replace(lctx, input_grad=False)
         dx, dw = layer.backward(res[i].x, res[i + 1].x, res[i + 1].aux, net.weights[i],
                                 res[i + 1].dzdx, lctx)
         res[i].dzdx = dx
         res[i].dzdw = dw
+        if conserve_memory and i + 1 < n_layers - 1:
+            res[i + 1].x = res[i + 1].dzdx = res[i + 1].aux = None
         res[i].backwardTime = time.perf_counter() - t0
     return res

@@ -325,8 +325,7 @@ class Trainer:
             yh = y[mine]  # host labels: the loss layer checks them without a device read
             yb = be.asarray(yh)
             res = simplenn(self.net, xb, dzdy=1.0, labels=yh, mode="normal", rng=rng,
-                           input_grad=False,
-                           step=(epoch, b + 1))
+                           input_grad=False, conserve_memory=True, step=(epoch, b + 1))
             dzdw = [r.dzdw for r in res[:-1]]
             if par is not None:  # the global batch's gradients, mean loss and errors
                 loss = float(res[-1].x)

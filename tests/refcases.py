@@ -216,14 +216,14 @@ def compare(actual: Any, ref: Any, what: str, rtol: float = 1e-5, atol_scale: fl
 
 def run_simplenn(spec: dict[str, Any], x: np.ndarray, *, labels: Any, mode: str,
                  dzdy: Any = 1.0, masks: dict[int, np.ndarray] | None = None,
-                 backend: str = "numpy") -> Any:
+                 backend: str = "numpy", conserve_memory: bool = False) -> Any:
     """``layerspec.simplenn`` on ``layerspec.load(spec, backend=backend)``; ``backend``
     ``"numpy-generic"`` is NumPy without the compiled CPU kernels."""
     import layerspec  # lazily: the core is written concurrently
     from layerspec.backend import NUMPY_GENERIC
 
     net = layerspec.load(spec, backend=NUMPY_GENERIC if backend == "numpy-generic" else backend)
-    kwargs = {"dzdy": dzdy, "labels": labels, "mode": mode}
+    kwargs = {"dzdy": dzdy, "labels": labels, "mode": mode, "conserve_memory": conserve_memory}
     if masks:
         kwargs["masks"] = masks
     return layerspec.simplenn(net, x.copy(), **kwargs)

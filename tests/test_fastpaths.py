@@ -29,11 +29,15 @@ def kern(request):
     return k
 
 
-@pytest.fixture(params=["whole", "small"])
+@pytest.fixture(params=["whole", "small", "implicit"])
 def block(request, monkeypatch):
-    """im2col in one block, or in blocks of ~1 KB (bands of a few output rows)."""
+    """im2col in one block, or in blocks of ~1 KB (bands of a few output rows), or the
+    shifted-slice (implicit) convolution wherever it applies, whatever its cost."""
     if request.param == "small":
         monkeypatch.setattr(conv_module, "block_bytes", lambda xp: 1024)
+    if request.param == "implicit":
+        monkeypatch.setattr(conv_module, "IMPLICIT_MAX_OVERCOMPUTE", 1e9)
+        monkeypatch.setattr(conv_module, "IMPLICIT_MIN_CHANNELS", 1)
     return request.param
 
 
@@ -70,6 +74,7 @@ GEOMETRIES = [
     (3, 6, 5, 16, 1, 1, 7, (1, 1), (0, 0, 0, 0), (1, 1)),
     (3, 4, 3, 5, 4, 3, 6, (1, 1), (0, 0, 0, 0), (1, 1)),
     (2, 5, 5, 4, 1, 1, 3, (2, 2), (0, 0, 0, 0), (1, 1)),
+    (2, 7, 9, 5, 3, 2, 4, (1, 1), (1, 2, 0, 1), (2, 3)),   # dilated, asymmetric padding
 ]
 
 
@@ -102,6 +107,8 @@ def test_conv_fast_paths_match_generic(geom, use_ws, kern, block):
         methods = ["col2im", None]
         if dx_method(x.shape, f.shape, stride, pad, dil) == "tconv":
             methods.append("tconv")
+        if conv_module.implicit_dx_ok(np, x.shape, f.shape, stride, pad, dil):
+            methods.append("implicit")
         for method in methods:
             dx, df, db = conv_backward(np, x, f, b, dy, cols, stride, pad, dil, ws=ws, key="c",
                                        method=method, kern=kern)
@@ -335,3 +342,45 @@ def test_net_copies_the_callers_weights():
         {"type": "conv", "weights": [f, np.zeros(4, np.float32)]}, {"type": "softmaxloss"}]}
     net = layerspec.load(spec)
     assert not np.shares_memory(net.weights[0][0], f)
+
+
+def test_implicit_conv_is_chosen_for_large_images_only():
+    big, small = (2, 160, 160, 64), (100, 16, 16, 32)
+    f5 = (5, 5, 64, 64)
+    same = (2, 2, 2, 2)
+    if not conv_module.fast_accumulate(np):
+        pytest.skip("NumPy's own BLAS is not reachable (layerspec/hostblas.py)")
+    assert conv_module.implicit_ok(np, big, f5, (1, 1), same, (1, 1))
+    assert conv_module.implicit_dx_ok(np, big, f5, (1, 1), same, (1, 1))
+    assert dx_method(big, f5, (1, 1), same, (1, 1), np) == "implicit"
+    assert not conv_module.implicit_ok(np, small, (5, 5, 32, 32), (1, 1), same, (1, 1))
+    assert not conv_module.implicit_ok(np, big, f5, (2, 2), same, (1, 1))       # strided
+    assert not conv_module.implicit_ok(np, (2, 160, 160, 3), (5, 5, 3, 64), (1, 1), same,
+                                       (1, 1))                                     # few channels
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_hostblas_gemm_layouts(dtype):
+    """NumPy's own BLAS through ctypes: plain and transposed operands, row-strided slices,
+    accumulation; refuses (returns False) what BLAS cannot take."""
+    from layerspec import hostblas
+
+    if not hostblas.gemm_accumulate_available():
+        pytest.skip("NumPy's own BLAS is not reachable")
+    a = RNG.standard_normal((40, 30)).astype(dtype)
+    b = RNG.standard_normal((30, 20)).astype(dtype)
+    big = RNG.standard_normal((50, 26)).astype(dtype)
+    c = RNG.standard_normal((40, 20)).astype(dtype)
+    c0 = c.copy()
+    assert hostblas.gemm(c, a, b, 1.0)
+    np.testing.assert_allclose(c, c0 + a @ b, rtol=1e-5)
+    out = np.empty((30, 20), dtype)
+    assert hostblas.gemm(out, a.T, c, 0.0)
+    np.testing.assert_allclose(out, a.T @ c, rtol=1e-5)
+    view = big[5:45, 3:23]                              # rows of a wider array
+    c2 = np.zeros((40, 30), dtype)
+    assert hostblas.gemm(c2, view, b.T, 0.0)
+    np.testing.assert_allclose(c2, view @ b.T, rtol=1e-5)
+    assert not hostblas.gemm(c2, a, b, 0.0)                               # shapes disagree
+    assert not hostblas.gemm(np.zeros((40, 10), dtype), a, b[:, ::2], 0.0)  # no unit stride
+    assert not hostblas.gemm(c.astype(np.float16), a, b, 0.0)

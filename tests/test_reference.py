@@ -203,3 +203,24 @@ def test_reference_float64(name, backend="numpy"):
                 "dzdx (f64, frozen moments)", 1e-9, 1e-9, case=row)
     else:
         compare(res[0].dzdx, case.dzdx_f64, "dzdx (f64)", 1e-9, 1e-9, case=row)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numpy-generic"])
+@pytest.mark.parametrize("name", CASES)
+def test_conserve_memory_gives_the_same_derivatives(name, backend):
+    """``conserve_memory`` (the trainer's mode: in-place ReLUs, intermediate results dropped)
+    computes the same loss, scores, weight derivatives and input derivative bit for bit, and
+    drops what vl_simplenn's conserveMemory drops."""
+    case = load_case(name)
+    kw = {"labels": case.labels, "mode": case.mode, "dzdy": case.dzdy, "masks": case.masks,
+          "backend": backend}
+    full = run_simplenn(case.spec, case.x, **kw)
+    lean = run_simplenn(case.spec, case.x, conserve_memory=True, **kw)
+    n = len(full) - 1
+    for i in (n, n - 1):
+        np.testing.assert_array_equal(to_host(lean[i].x), to_host(full[i].x))
+    np.testing.assert_array_equal(to_host(lean[0].dzdx), to_host(full[0].dzdx))
+    for i in range(n):
+        for a, b in zip(lean[i].dzdw, full[i].dzdw, strict=True):
+            np.testing.assert_array_equal(to_host(a), to_host(b), err_msg=f"dzdw[{i}]")
+    assert all(lean[i].x is None and lean[i].dzdx is None for i in range(1, n - 1))

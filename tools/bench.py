@@ -133,7 +133,8 @@ class LayerspecRunner:
 
         # host labels, as the trainer passes them: the loss checks them without a device wait
         res = simplenn(self.net, self.x, dzdy=1.0, labels=self.y_host, mode="normal",
-                       rng=self.rng, input_grad=False)  # as the trainer (and PyTorch) do
+                       rng=self.rng, input_grad=False,  # as the trainer (and PyTorch) do
+                       conserve_memory=True)
         apply_update(self.net, [r.dzdw for r in res[:-1]], self.state, self.opts, self.lr)
         del res
         self.be.synchronize()

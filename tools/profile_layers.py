@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     for step in range(args.steps + 2):
         t0 = time.perf_counter()
         res = simplenn(net, runner.x, dzdy=1.0, labels=runner.y_host, mode="normal",
-                       rng=runner.rng, input_grad=False)
+                       rng=runner.rng, input_grad=False, conserve_memory=True)
         t1 = time.perf_counter()
         apply_update(net, [r.dzdw for r in res[:-1]], runner.state, runner.opts, runner.lr)
         t2 = time.perf_counter()

@@ -21,7 +21,9 @@ class ReLU(Layer):
     def forward(self, x: Any, w: list[Any], ctx: Context, aux: Any = None) -> tuple[Any, Any]:
         xp = ctx.xp
         if self.leak == 0:
-            y = workspace_of(ctx).empty(xp, (id(self), "y"), x.shape, x.dtype)
+            # in place: the backward pass reads only y ([x > 0] == [y > 0])
+            y = x if ctx.in_place else workspace_of(ctx).empty(xp, (id(self), "y"), x.shape,
+                                                               x.dtype)
             return xp.maximum(x, x.dtype.type(0), out=y), None
         return xp.where(x > 0, x, x * x.dtype.type(self.leak)), None
 
@@ -29,16 +31,17 @@ class ReLU(Layer):
                  ctx: Context) -> tuple[Any, list[Any]]:
         xp = ctx.xp
         if self.leak == 0:
+            # [x > 0] == [y > 0]: reading y lets the forward pass run in place
             ws = workspace_of(ctx)
             kern = ctx.backend.kernels
-            if kern is not None and x.flags.c_contiguous and dy.flags.c_contiguous:
-                dx = ws.empty(xp, (id(self), "dx"), dy.shape, dy.dtype)
-                kern.relu_backward(x, dy, dx)
+            dx = dy if ctx.in_place else ws.empty(xp, (id(self), "dx"), dy.shape, dy.dtype)
+            if kern is not None and y.flags.c_contiguous and dy.flags.c_contiguous \
+                    and dx.flags.c_contiguous:
+                kern.relu_backward(y, dy, dx)
                 return dx, []
-            # dy * [x > 0], branch-free (same numbers as the select)
-            pos = ws.empty(xp, (id(self), "pos"), x.shape, bool)
-            xp.greater(x, x.dtype.type(0), out=pos)
-            dx = ws.empty(xp, (id(self), "dx"), dy.shape, dy.dtype)
+            # dy * [y > 0], branch-free (same numbers as the select)
+            pos = ws.empty(xp, (id(self), "pos"), y.shape, bool)
+            xp.greater(y, y.dtype.type(0), out=pos)
             return xp.multiply(dy, pos, out=dx), []
         return xp.where(x > 0, dy, dy * dy.dtype.type(self.leak)), []
 

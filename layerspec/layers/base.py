@@ -62,6 +62,11 @@ class Context:
     #: False when the caller does not need the derivative w.r.t. this layer's input (the
     #: network input during training): layers may then skip computing it and return None
     input_grad: bool = True
+    #: True when the executor keeps neither this layer's input after its forward pass nor
+    #: the incoming derivative after its backward pass (``simplenn(conserve_memory=True)``,
+    #: as the trainer runs): a layer may then write its output over its input, or its input
+    #: derivative over ``dy``. Only layers whose inputs no other layer reads again use it.
+    in_place: bool = False
 
     @property
     def xp(self) -> Any:
