@@ -276,8 +276,9 @@ def test_training_skips_only_the_unused_input_derivative():
     np.testing.assert_array_equal(full[1].dzdx, lean[1].dzdx)
 
 
+@pytest.mark.parametrize("in_place", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_relu_backward_kernel_matches_generic(dtype, kern):
+def test_relu_backward_kernel_matches_generic(dtype, kern, in_place):
     from layerspec.backend import NUMPY, NUMPY_GENERIC
     from layerspec.layers import Context
     from layerspec.layers.activations import ReLU
@@ -286,10 +287,14 @@ def test_relu_backward_kernel_matches_generic(dtype, kern):
     dy = RNG.standard_normal(x.shape).astype(dtype)
     layer = ReLU(name="r")
     be = NUMPY if kern is not None else NUMPY_GENERIC
-    ctx = Context(backend=be, workspace=Workspace())
+    dy[0, 0, 0, :2] = np.nan       # NaN * 0 stays NaN, as MatConvNet's dzdy .* (x > 0)
+    x[0, 0, 0, :2] = (-1, 1)
+    expected = dy * (x > 0)
+    ctx = Context(backend=be, workspace=Workspace(), in_place=in_place)
     dx, _ = layer.backward(x, np.maximum(x, 0), None, [], dy, ctx)
     assert dx.dtype == dtype
-    np.testing.assert_array_equal(dx, np.where(x > 0, dy, 0))
+    assert (dx is dy) == in_place
+    np.testing.assert_array_equal(dx, expected)
 
 
 def _sgd_reference(w, g, m, momentum, decay, lr):

@@ -37,7 +37,10 @@ class ReLU(Layer):
             dx = dy if ctx.in_place else ws.empty(xp, (id(self), "dx"), dy.shape, dy.dtype)
             if kern is not None and y.flags.c_contiguous and dy.flags.c_contiguous \
                     and dx.flags.c_contiguous:
-                kern.relu_backward(y, dy, dx)
+                if dx is dy:
+                    kern.relu_backward_in_place(y, dy)
+                else:
+                    kern.relu_backward(y, dy, dx)
                 return dx, []
             # dy * [y > 0], branch-free (same numbers as the select)
             pos = ws.empty(xp, (id(self), "pos"), y.shape, bool)

@@ -104,10 +104,11 @@ def counts(xp: Any, h: int, w: int, pool: tuple[int, int], stride: tuple[int, in
 def pool_forward(xp: Any, x: Any, method: str, pool: tuple[int, int], stride: tuple[int, int],
                  pad: tuple[int, int, int, int], ws: Workspace | None = None, key: Any = None,
                  fast: bool = True, kern: Any = None) -> tuple[Any, Any]:
-    """``(y, aux)``: max (aux None, or with ``kern`` the int32 in-image index of each
-    window's first maximum; without it backward finds the first maximum again) or avg (aux
-    the window counts, None with ``kern``). ``fast=False`` skips the separable max (the
-    reference path); ``kern``: compiled CPU kernels (``Backend.kernels``) or None."""
+    """``(y, aux)``. Max: aux None (backward finds the first maximum again) or, with
+    ``kern``, the position of each window's first maximum within its image (see
+    :func:`layerspec.cpukernels.maxpool_forward`). Avg: aux the window counts (None with
+    ``kern``). ``fast=False`` skips the separable max (the reference path); ``kern``:
+    compiled CPU kernels (``Backend.kernels``) or None."""
     ws = NO_WORKSPACE if ws is None else ws
     n, h, wd, c = x.shape
     ho, wo = _out(h, wd, pool, stride, pad)
@@ -116,7 +117,8 @@ def pool_forward(xp: Any, x: Any, method: str, pool: tuple[int, int], stride: tu
         x = xp.ascontiguousarray(x)
         y = ws.empty(xp, (key, "y"), (n, ho, wo, c), x.dtype)
         if method == "max":
-            arg = ws.empty(xp, (key, "arg"), (n, ho, wo, c), xp.int32)
+            index = xp.int32 if h * wd * c < 2**31 else xp.int64
+            arg = ws.empty(xp, (key, "arg"), (n, ho, wo, c), index)
             kern.maxpool_forward(x, y, arg, ph, pw, sy, sx, pad[0], pad[2])
             return y, arg
         kern.avgpool_forward(x, y, ph, pw, sy, sx, pad[0], pad[2])
