@@ -374,7 +374,7 @@ def run(spec_path: str | Path, *, backend: str = "numpy", epochs: int | None = N
         prog.say(note)
     params = sum(int(w.size) for ws in net.weights for w in ws)
     prog.say(f"{spec.name}: {len(spec.layers)} layers, {params:,} parameters, "
-             f"{net.backend.name}; data: {ds.description}; batch {opts.batchSize}, "
+             f"{net.backend.describe()}; data: {ds.description}; batch {opts.batchSize}, "
              f"{n_epochs} epoch{'s' if n_epochs != 1 else ''} -> {out_dir}/")
     if par is not None:
         prog.say(f"{world.describe()}; {par.bytes_per_step:,} bytes per step summed by "

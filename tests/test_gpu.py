@@ -283,10 +283,10 @@ def test_checkpoint_resumes_on_the_other_backend(cupy, tmp_path, capsys, first, 
     mixed, plain = tmp_path / "mixed", tmp_path / "plain"
     rc, out, err = _cli(capsys, "run", spec, "--out", mixed, "--backend", first, "--epochs", 1)
     assert rc == 0, err
-    assert f"parameters, {first};" in out
+    assert re.search(rf"parameters, {first}[ ;]", out), out
     rc, out, err = _cli(capsys, "run", spec, "--out", mixed, "--backend", second)
     assert rc == 0, err
-    assert f"parameters, {second};" in out and "resuming from" in out
+    assert re.search(rf"parameters, {second}[ ;]", out) and "resuming from" in out, out
     rc, out, err = _cli(capsys, "run", spec, "--out", plain, "--backend", first)
     assert rc == 0, err
     a, b = _arrays(mixed / "net-epoch-2.npz"), _arrays(plain / "net-epoch-2.npz")
