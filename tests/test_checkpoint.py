@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tinyspec import tiny_spec
 
 import layerspec
 from layerspec import checkpoint as ck
@@ -16,20 +17,7 @@ from layerspec.errors import CheckpointError
 from layerspec.net import read_weights, save_weights
 from layerspec.train import Trainer, TrainOptions
 
-TINY = """\
-name: tiny
-input: [8, 8, 1]
-layers:
-  - type: conv
-    weights: ["0.1*randn(3,3,1,4,'single')", "zeros(1,4,'single')"]
-  - {type: relu}
-  - {type: pool, method: max, pool: [2, 2], stride: 2}
-  - type: conv
-    weights: ["0.1*randn(3,3,4,3,'single')", "zeros(1,3,'single')"]
-  - {type: softmaxloss}
-train: {batchSize: 10, numEpochs: 3, learningRate: 0.05}
-data: {dataset: synthetic, classes: 3, train: 60, test: 30}
-"""
+TINY = tiny_spec()
 
 
 @pytest.fixture

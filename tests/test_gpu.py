@@ -29,6 +29,7 @@ import test_layers_extra
 import test_lstm
 import test_reference
 from refcases import compare, to_host
+from tinyspec import tiny_spec
 
 import layerspec
 from layerspec import checkpoint as ck
@@ -248,21 +249,7 @@ def test_training_steps_agree(cupy, solver):
 # `layerspec run --backend`: checkpoints cross backends; auto says what it chose
 # ----------------------------------------------------------------------------------------
 
-RUN_SPEC = """\
-name: gpu_run
-input: [8, 8, 1]
-layers:
-  - type: conv
-    weights: ["0.1*randn(3,3,1,4,'single')", "zeros(1,4,'single')"]
-  - {type: relu}
-  - {type: pool, method: max, pool: [2, 2], stride: 2}
-  - {type: dropout, rate: 0.2}
-  - type: conv
-    weights: ["0.1*randn(3,3,4,3,'single')", "zeros(1,3,'single')"]
-  - {type: softmaxloss}
-train: {batchSize: 10, numEpochs: 2, learningRate: 0.05, solver: adam}
-data: {dataset: synthetic, classes: 3, train: 60, test: 30}
-"""
+RUN_SPEC = tiny_spec("gpu_run", epochs=2, dropout=True, solver="adam")
 
 
 def _cli(capsys, *argv):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tinyspec import tiny_spec
 
 from layerspec import checkpoint as ck
 from layerspec import runner
@@ -19,20 +20,7 @@ from layerspec.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY = """\
-name: tiny
-input: [8, 8, 1]
-layers:
-  - type: conv
-    weights: ["0.1*randn(3,3,1,4,'single')", "zeros(1,4,'single')"]
-  - {type: relu}
-  - {type: pool, method: max, pool: [2, 2], stride: 2}
-  - type: conv
-    weights: ["0.1*randn(3,3,4,3,'single')", "zeros(1,3,'single')"]
-  - {type: softmaxloss}
-train: {batchSize: 10, numEpochs: 3, learningRate: LR}
-data: {dataset: synthetic, classes: 3, train: 60, test: 30}
-"""
+TINY = tiny_spec(lr="LR")
 
 
 def write_spec(folder: Path, name: str = "tiny.yaml", lr: str = "0.05", text: str = TINY) -> Path:
