@@ -102,6 +102,13 @@ def _layer_struct(layer: Layer, weights: list[np.ndarray]) -> dict[str, Any]:
                             f"MatConvNet equivalent (vl_nndropout scales kept units by "
                             f"1/(1-rate)); use scaling: inverted to export")
         d["rate"] = float(layer.rate)
+    elif t == "loss" and (layer.loss != "softmaxlog" or layer.instanceWeights is not None):
+        # vl_simplenn calls vl_nnloss(x, l.class) with no options: a .mat cannot carry them
+        what = f"loss: {layer.loss}" if layer.loss != "softmaxlog" else "instanceWeights"
+        raise SpecError(f"loss '{layer.name}': {what} has no MatConvNet SimpleNN equivalent "
+                        f"(vl_simplenn calls vl_nnloss(x, class) without options, i.e. "
+                        f"softmaxlog with unit weights); export only a plain loss layer "
+                        f"(or softmaxloss)")
     elif t in ("convt", "bnorm"):
         d["weights"] = _weights(t, weights)
         _generic_fields(layer, d)

@@ -124,6 +124,23 @@ def test_export_errors(tmp_path, capsys):
         export_mat(spec, tmp_path / "c.mat")
 
 
+@pytest.mark.parametrize("fields, refused", [
+    ("", False),
+    (", loss: softmaxlog", False),
+    (", loss: hinge", True),
+    (", loss: topkerror, topK: 2", True),
+    (", instanceWeights: 2", True)])
+def test_export_refuses_loss_options(tmp_path, capsys, fields, refused):
+    """vl_simplenn calls vl_nnloss without options: a loss layer that needs them cannot be
+    exported (exit 2, naming the option) instead of silently computing something else."""
+    spec = tmp_path / "loss.yaml"
+    spec.write_text("input: [1, 1, 3]\nlayers:\n  - {type: loss" + fields + "}\n")
+    rc = main(["export", str(spec), "--mat", str(tmp_path / "l.mat")])
+    err = capsys.readouterr().err
+    assert rc == (2 if refused else 0), err
+    assert ("no MatConvNet SimpleNN equivalent" in err) == refused
+
+
 @pytest.mark.parametrize("name", ["bnorm_net", "convt_net", "lrn_net"])
 def test_other_layer_types_round_trip(name, tmp_path):
     """bnorm, convt and normalize layers (when layerspec implements them) export too."""
