@@ -1,7 +1,11 @@
 """Array backends. The only module that knows the difference between NumPy and CuPy.
 
 Layer code is written once against ``backend.xp`` (the array module). A :class:`Backend`
-also moves arrays between host and device and draws random numbers on its device.
+also moves arrays between host and device, draws random numbers on its device, and hands
+the layers its optional fused kernels (``Backend.kernels``: :mod:`layerspec.cpukernels` or
+:mod:`layerspec.gpukernels`, modules with the same functions that only this module
+imports). :func:`is_host` and :func:`gemm_accumulate` are the two host/device questions
+the convolution asks.
 """
 
 from __future__ import annotations
@@ -36,15 +40,24 @@ class Backend:
         GPU(s))`` or ``numpy (auto: CuPy is not installed ...)``; NumPy says whether the
         compiled kernels are in use."""
         notes = [self.note] if self.note else []
-        if self.name == "numpy" and self.kernels is not None:
-            notes.append(f"Numba {self.kernels.numba_version} kernels")
+        if self.kernels is not None:
+            notes.append(self.kernels.description)
         return f"{self.name} ({'; '.join(notes)})" if notes else self.name
 
     @functools.cached_property
     def kernels(self) -> ModuleType | None:
-        """The compiled CPU kernels when this is NumPy, ``use_kernels`` is on, Numba imports
-        and ``LAYERSPEC_NUMBA`` is not ``0``; else ``None`` (the layers' generic path)."""
-        return cpu_kernels() if self.name == "numpy" and self.use_kernels else None
+        """The fused kernels the layers may call instead of their generic array code:
+        :mod:`layerspec.cpukernels` on NumPy when Numba imports (and ``LAYERSPEC_NUMBA`` is
+        not ``0``); :mod:`layerspec.gpukernels` on CuPy when ``LAYERSPEC_CUPY_KERNELS=1``
+        (opt-in until they have run on hardware); else ``None``. Both modules offer the
+        same functions with the same arguments."""
+        if not self.use_kernels:
+            return None
+        if self.name == "numpy":
+            return cpu_kernels()
+        if self.name == "cupy":
+            return gpu_kernels()
+        return None
 
     def asarray(self, a: Any, dtype: Any = None) -> Any:
         """``a`` as an array of this backend (no copy when it already is one)."""
@@ -109,6 +122,18 @@ def fast_accumulate(xp: Any) -> bool:
 NUMPY = Backend("numpy", np)
 #: NumPy without the compiled kernels: the generic reference path of every layer
 NUMPY_GENERIC = Backend("numpy", np, use_kernels=False)
+
+
+@functools.cache
+def gpu_kernels() -> ModuleType | None:
+    """:mod:`layerspec.gpukernels` when ``LAYERSPEC_CUPY_KERNELS=1`` and CuPy imports."""
+    if os.environ.get("LAYERSPEC_CUPY_KERNELS", "0") != "1":
+        return None
+    try:
+        from . import gpukernels  # noqa: PLC0415
+    except ImportError:
+        return None
+    return gpukernels
 
 
 @functools.cache

@@ -27,9 +27,10 @@ from numba import njit
 
 __all__ = ["col2im_rows", "maxpool_forward", "maxpool_backward", "avgpool_forward",
            "avgpool_backward", "relu_backward", "relu_backward_in_place", "sgd_momentum",
-           "numba_version"]
+           "description"]
 
-numba_version: str = numba.__version__
+#: what ``Backend.describe()`` says about these kernels
+description: str = f"Numba {numba.__version__} kernels"
 
 
 @njit(cache=True, nogil=True)
@@ -91,9 +92,10 @@ def maxpool_forward(x, y, arg, ph, pw, sy, sx, pt, pl):  # noqa: PLR0913
 
 
 @njit(cache=True, nogil=True)
-def maxpool_backward(dy, arg, dx):
+def maxpool_backward(dy, arg, dx, ph, pw, sy, sx, pt, pl):  # noqa: PLR0913, ARG001
     """``dx`` ``(N, H, W, C)`` = zeros plus each window's derivative at its recorded
-    maximum ``arg`` (from :func:`maxpool_forward`)."""
+    maximum ``arg`` (from :func:`maxpool_forward`). The geometry is not needed here (the
+    GPU twin gathers over the covering windows and is called the same way)."""
     n_ = dy.shape[0]
     per_out = dy.size // max(n_, 1)
     dxf = dx.reshape(n_, -1)

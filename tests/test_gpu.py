@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import test_fastpaths
 import test_fc
 import test_gradcheck
 import test_layers_extra
@@ -111,6 +112,101 @@ def test_reference_on_cupy(cupy, name):
 @pytest.mark.parametrize("name", test_reference.F64_CASES)
 def test_reference_float64_on_cupy(cupy, name):
     test_reference.test_reference_float64(name, backend="cupy")
+
+
+# ----------------------------------------------------------------------------------------
+# the opt-in CUDA kernels (layerspec/gpukernels.py) against the generic path
+# ----------------------------------------------------------------------------------------
+
+@pytest.fixture
+def gpu_kernels_on(cupy, monkeypatch):
+    """``LAYERSPEC_CUPY_KERNELS=1`` for this test: new CuPy backends use the kernels."""
+    from layerspec import backend as be_module
+
+    monkeypatch.setenv("LAYERSPEC_CUPY_KERNELS", "1")
+    be_module.gpu_kernels.cache_clear()
+    yield be_module.gpu_kernels()
+    be_module.gpu_kernels.cache_clear()
+
+
+def test_gpu_kernels_are_opt_in(cupy, monkeypatch):
+    from layerspec import backend as be_module
+
+    monkeypatch.delenv("LAYERSPEC_CUPY_KERNELS", raising=False)
+    be_module.gpu_kernels.cache_clear()
+    try:
+        assert get_backend("cupy").kernels is None
+        monkeypatch.setenv("LAYERSPEC_CUPY_KERNELS", "1")
+        be_module.gpu_kernels.cache_clear()
+        be = get_backend("cupy")
+        assert be.kernels is not None and "CUDA kernels" in be.describe()
+    finally:
+        be_module.gpu_kernels.cache_clear()
+
+
+@pytest.mark.parametrize("geom", test_fastpaths.POOLS)
+@pytest.mark.parametrize("method", ["max", "avg"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gpu_pool_kernels_match_loops(cupy, gpu_kernels_on, geom, method, dtype):
+    from layerspec.layers.pool import pool_backward, pool_forward
+
+    pool, stride, pad = geom
+    rng = np.random.default_rng(3)
+    x = np.round(rng.standard_normal((2, 7, 8, 3))).clip(-1, 1).astype(dtype)  # many ties
+    y_ref, _, _ = test_fastpaths._pool_loop(x, method, pool, stride, pad)
+    dy = rng.standard_normal(y_ref.shape).astype(dtype)
+    dx_ref = test_fastpaths._pool_grad_loop(x, dy, method, pool, stride, pad)
+    xd = cupy.asarray(x)
+    y, aux = pool_forward(cupy, xd, method, pool, stride, pad, kern=gpu_kernels_on)
+    dx = pool_backward(cupy, xd, y, aux, cupy.asarray(dy), method, pool, stride, pad,
+                       kern=gpu_kernels_on)
+    tol = 1e-12 if dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(to_host(y), y_ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(to_host(dx), dx_ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("geom", test_fastpaths.GEOMETRIES)
+def test_gpu_col2im_kernel_matches_generic(cupy, gpu_kernels_on, geom):
+    from layerspec.layers.conv import conv_backward
+
+    n, h, w, c, fh, fw, k, stride, pad, dil = geom
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((n, h, w, c))
+    f = rng.standard_normal((fh, fw, c, k))
+    b = rng.standard_normal(k)
+    ho = (h + pad[0] + pad[1] - ((fh - 1) * dil[0] + 1)) // stride[0] + 1
+    wo = (w + pad[2] + pad[3] - ((fw - 1) * dil[1] + 1)) // stride[1] + 1
+    dy = rng.standard_normal((n, ho, wo, k))
+    ref, _, _ = conv_backward(np, x, f, b, dy, None, stride, pad, dil, method="col2im")
+    got, _, _ = conv_backward(cupy, cupy.asarray(x), cupy.asarray(f), cupy.asarray(b),
+                              cupy.asarray(dy), None, stride, pad, dil, method="col2im",
+                              kern=gpu_kernels_on)
+    np.testing.assert_allclose(to_host(got), ref, rtol=1e-10, atol=1e-10)
+
+
+def test_gpu_relu_and_sgd_kernels(cupy, gpu_kernels_on):
+    rng = np.random.default_rng(5)
+    y = np.maximum(np.round(rng.standard_normal((3, 4, 5, 6)), 1), 0).astype(np.float32)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = cupy.empty(y.shape, cupy.float32)
+    gpu_kernels_on.relu_backward(cupy.asarray(y), cupy.asarray(dy), dx)
+    np.testing.assert_array_equal(to_host(dx), dy * (y > 0))
+    d = cupy.asarray(dy)
+    gpu_kernels_on.relu_backward_in_place(cupy.asarray(y), d)
+    np.testing.assert_array_equal(to_host(d), dy * (y > 0))
+    w, g, m = (rng.standard_normal(50).astype(np.float32) for _ in range(3))
+    wd, md = cupy.asarray(w), cupy.asarray(m)
+    t = np.float32
+    gpu_kernels_on.sgd_momentum(wd, cupy.asarray(g), md, t(0.9), t(5e-4), t(0.01))
+    m_ref = t(0.9) * m - (t(5e-4) * w + g)
+    np.testing.assert_allclose(to_host(md), m_ref, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(to_host(wd), w + t(0.01) * m_ref, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", test_reference.CASES)
+def test_reference_on_cupy_kernels(cupy, gpu_kernels_on, name):
+    """Every MatConvNet reference case through the CUDA kernels."""
+    test_reference.test_reference(name, backend="cupy")
 
 
 # ----------------------------------------------------------------------------------------

@@ -8,11 +8,12 @@
 #    when it is missing and an index is reachable;
 # 2. python -m pytest -q -m gpu  (reference cases, gradient checks, NumPy/CuPy training
 #    agreement, cross-backend checkpoints, --backend auto);
-# 3. python tools/bench.py --backend cupy --repeats 5, fp32 (TF32 off), then with --tf32.
+# 3. python tools/bench.py --backend cupy --repeats 5, fp32 (TF32 off); the same with the
+#    opt-in CUDA kernels (LAYERSPEC_CUPY_KERNELS=1, layerspec/gpukernels.py); then --tf32.
 #
 # Logs and the bench's JSON go to $OUT (the device tool's result folder) or ./gpu_check_out.
-# Time limits per step (seconds): GPU_CHECK_PYTEST (270), GPU_CHECK_BENCH (170),
-# GPU_CHECK_TF32 (110); the whole script stays under 10 minutes. GPU_CHECK_BENCH_ARGS adds
+# Time limits per step (seconds): GPU_CHECK_PYTEST (240), GPU_CHECK_BENCH (150),
+# GPU_CHECK_KERNELS (90), GPU_CHECK_TF32 (80); the whole script stays under 10 minutes. GPU_CHECK_BENCH_ARGS adds
 # bench options (e.g. "--workloads lenet_mnist"). Exit status: 0 when every step passed, else 1.
 set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -61,7 +62,7 @@ if ! "$PY" -c "from layerspec.backend import cupy_status; import sys; sys.exit(n
 fi
 
 say "pytest -m gpu"
-timeout "${GPU_CHECK_PYTEST:-270}" "$PY" -m pytest -q -m gpu -rs -p no:cacheprovider \
+timeout "${GPU_CHECK_PYTEST:-240}" "$PY" -m pytest -q -m gpu -rs -p no:cacheprovider \
     --durations=8 2>&1 | tee "$DEST/pytest_gpu.txt" | tail -60
 rc=${PIPESTATUS[0]}
 pytest_rc=$rc
@@ -70,15 +71,24 @@ say "pytest exit $rc$([ "$rc" -eq 124 ] && echo ' (timed out)')"
 
 say "bench fp32 (TF32 off)"
 # shellcheck disable=SC2086  # GPU_CHECK_BENCH_ARGS: extra bench options, word-split
-timeout "${GPU_CHECK_BENCH:-170}" "$PY" tools/bench.py --backend cupy --repeats 5 \
+timeout "${GPU_CHECK_BENCH:-150}" "$PY" tools/bench.py --backend cupy --repeats 5 \
     ${GPU_CHECK_BENCH_ARGS:-} --json "$DEST/bench_fp32.json" 2>&1 | tee "$DEST/bench_fp32.txt"
 rc=${PIPESTATUS[0]}
 [ "$rc" -eq 0 ] || status=1
 say "bench fp32 exit $rc"
 
+say "bench fp32 with the CUDA kernels (LAYERSPEC_CUPY_KERNELS=1)"
+# shellcheck disable=SC2086
+LAYERSPEC_CUPY_KERNELS=1 timeout "${GPU_CHECK_KERNELS:-90}" "$PY" tools/bench.py --backend cupy \
+    --repeats 3 --no-memory ${GPU_CHECK_BENCH_ARGS:-} --json "$DEST/bench_kernels.json" 2>&1 \
+    | tee "$DEST/bench_kernels.txt"
+rc=${PIPESTATUS[0]}
+[ "$rc" -eq 0 ] || status=1
+say "bench kernels exit $rc"
+
 say "bench --tf32"
 # shellcheck disable=SC2086
-timeout "${GPU_CHECK_TF32:-110}" "$PY" tools/bench.py --backend cupy --repeats 5 --tf32 \
+timeout "${GPU_CHECK_TF32:-80}" "$PY" tools/bench.py --backend cupy --repeats 5 --tf32 \
     --no-memory ${GPU_CHECK_BENCH_ARGS:-} --json "$DEST/bench_tf32.json" 2>&1 | tee "$DEST/bench_tf32.txt"
 rc=${PIPESTATUS[0]}
 [ "$rc" -eq 0 ] || status=1
@@ -92,6 +102,8 @@ say "bench tf32 exit $rc"
         | grep -E ' in [0-9.]+s' | tail -1)"
     echo "--- fp32 (TF32 off)"
     grep -E '^\||^# ms' "$DEST/bench_fp32.txt" 2>/dev/null
+    echo "--- fp32 with the CUDA kernels"
+    grep -E '^\|' "$DEST/bench_kernels.txt" 2>/dev/null
     echo "--- TF32"
     grep -E '^\|' "$DEST/bench_tf32.txt" 2>/dev/null
     echo "overall: $([ $status -eq 0 ] && echo OK || echo FAILED)"

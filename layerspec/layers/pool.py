@@ -175,7 +175,7 @@ def pool_backward(xp: Any, x: Any, y: Any, aux: Any, dy: Any, method: str,
         dy = xp.ascontiguousarray(dy)
         dx = ws.empty(xp, (key, "dx"), x.shape, dy.dtype)
         if method == "max":
-            kern.maxpool_backward(dy, aux, dx)
+            kern.maxpool_backward(dy, aux, dx, ph, pw, sy, sx, pt, pl)
         else:
             kern.avgpool_backward(dy, dx, ph, pw, sy, sx, pt, pl)
         return dx
