@@ -108,10 +108,18 @@ def fit_explanation(net: Net, err: ShapeError) -> list[str]:
 MAX_DIAGNOSE_BYTES = 2**30
 
 
+def diagnose_mode(net: Net) -> str:
+    """The mode :func:`diagnose` runs ``net`` in (see there)."""
+    return "normal" if any(layer.type == "bnorm" for layer in net.layers) else "test"
+
+
 def diagnose(net: Net, input_shape: Sequence[int], seed: int = 0,
              batch: int = 2) -> tuple[list[dict[str, Any]], list[str]]:
-    """Forward pass at initialisation on N(0,1) input (mode 'test'): per-layer mean, std and
-    fraction of exact zeros, plus warnings where activations die."""
+    """Forward pass at initialisation on N(0,1) input: per-layer mean, std and fraction of
+    exact zeros, plus warnings where activations die. Mode 'test', except for a net with
+    bnorm layers: their stored moments are zeros until training fills them (MatConvNet's
+    initialisation), so those nets run in mode 'normal' — batch statistics, as training
+    sees them (dropout then draws from ``seed``)."""
     need = batch * (4 * int(np.prod(input_shape)) + sum(i.memory for i in
                                                          net.info(tuple(input_shape))))
     if need > MAX_DIAGNOSE_BYTES:
@@ -130,7 +138,8 @@ def diagnose(net: Net, input_shape: Sequence[int], seed: int = 0,
     if last.is_loss:
         k = net.info(tuple(input_shape))[-2].out_shape[2] if len(net.layers) > 1 else 1
         labels = rng.integers(0, k, size=batch)
-    res = simplenn(net, x, labels=labels, mode="test")
+    mode = diagnose_mode(net)
+    res = simplenn(net, x, labels=labels, mode=mode, rng=np.random.default_rng([seed, 2]))
     stats, warnings = [], []
     dead_from = None
     for i, layer in enumerate(net.layers):

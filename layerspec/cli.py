@@ -70,7 +70,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         stats, warnings = chk.diagnose(net, shape, seed=spec.seed)
         if not args.json:
             print()
-            print("activations at initialisation (N(0,1) input, mode 'test'):")
+            print(f"activations at initialisation (N(0,1) input, mode "
+                  f"'{chk.diagnose_mode(net)}'):")
             print(chk.diagnose_text(stats))
         for w in warnings:
             print(f"warning: {w}", file=sys.stderr)

@@ -73,6 +73,17 @@ def test_diagnose_is_quiet_on_a_healthy_net(capsys):
     assert "zeros" in out
 
 
+def test_diagnose_runs_bnorm_nets_on_batch_statistics(capsys):
+    """Untrained bnorm moments are zeros (MatConvNet's init): mode 'test' would divide by
+    them, so a net with bnorm layers is diagnosed in mode 'normal' — finite, normalised."""
+    rc, out, err = run(capsys, "check", str(SPECS / "lenet_mnist_bn.yaml"), "--diagnose")
+    assert rc == 0 and "NaN" not in err and "warning" not in err, err
+    assert "mode 'normal'" in out
+    bn_rows = [line.split() for line in out.splitlines() if " bnorm " in f" {line} "]
+    assert bn_rows and all(abs(float(r[3])) < 1e-3 and abs(float(r[4]) - 1) < 0.05
+                           for r in bn_rows), out
+
+
 def test_spec_error_is_one_line_exit_2(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("layers:\n  - {type: pool, pool: 2, strid: 2}\n")
