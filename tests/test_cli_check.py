@@ -79,7 +79,8 @@ def test_diagnose_runs_bnorm_nets_on_batch_statistics(capsys):
     rc, out, err = run(capsys, "check", str(SPECS / "lenet_mnist_bn.yaml"), "--diagnose")
     assert rc == 0 and "NaN" not in err and "warning" not in err, err
     assert "mode 'normal'" in out
-    bn_rows = [line.split() for line in out.splitlines() if " bnorm " in f" {line} "]
+    diag = out.split("activations at initialisation")[1]
+    bn_rows = [line.split() for line in diag.splitlines() if " bnorm " in f" {line} "]
     assert bn_rows and all(abs(float(r[3])) < 1e-3 and abs(float(r[4]) - 1) < 0.05
                            for r in bn_rows), out
 
