@@ -12,6 +12,9 @@ Performance (NHWC, float32, every product through BLAS):
   (:func:`patch_blocks`): each block's GEMM reads patches that are still in the cache, and
   the patches are never held whole (they are rebuilt in the backward pass). A 1x1 conv and
   a conv whose filter covers the whole input need no im2col at all.
+* Large stride-1 images on the host skip im2col: :func:`implicit_conv` reads one shifted
+  contiguous slice of the flattened padded input per kernel offset and accumulates FH*FW
+  GEMMs in place (forward pass, and dX as the conv of dY with the flipped filters).
 * dX for a stride-1 "same"-padded conv with enough input channels is the transposed
   convolution: im2col of the zero-padded dY times the flipped filters, block by block.
   Otherwise the patch gradients ``dY F^T`` are scattered back: with the compiled CPU kernels
