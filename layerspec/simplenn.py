@@ -21,6 +21,7 @@ import numpy as np
 from .errors import DataError
 from .layers import Context
 from .net import Net
+from .workspace import KEEP_PASS_BYTES
 
 MODES = ("normal", "test")
 
@@ -78,6 +79,9 @@ def simplenn(net: Net, x: Any, dzdy: Any = None, labels: Any = None, mode: str =
     ctx = Context(backend=be, mode=mode, labels=lab, rng=rng if rng is not None else net.rng,
                   step=step, workspace=getattr(net, "workspace", None), labels_host=host)
     masks = masks or {}
+    if ctx.workspace is not None:
+        # a backward pass follows: layers may keep a little of their work for it
+        ctx.workspace.start_pass(KEEP_PASS_BYTES if dzdy is not None else 0)
     n_layers = len(net.layers)
     res = [Res() for _ in range(n_layers + 1)]
     res[0].x = x

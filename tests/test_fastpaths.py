@@ -29,10 +29,11 @@ def kern(request):
     return k
 
 
-@pytest.fixture(params=["whole", "small", "implicit"])
+@pytest.fixture(params=["whole", "small", "implicit", "kept"])
 def block(request, monkeypatch):
     """im2col in one block, or in blocks of ~1 KB (bands of a few output rows), or the
-    shifted-slice (implicit) convolution wherever it applies, whatever its cost."""
+    shifted-slice (implicit) convolution wherever it applies, whatever its cost, or patches
+    kept from the forward pass (when the test gives a workspace)."""
     if request.param == "small":
         monkeypatch.setattr(conv_module, "block_bytes", lambda xp: 1024)
     if request.param == "implicit":
@@ -98,7 +99,11 @@ def test_conv_fast_paths_match_generic(geom, use_ws, kern, block):
     ws = Workspace() if use_ws else None
     y_ref, cols_ref = conv_forward(np, x, f, b, stride, pad, dil, fast=False)
     for _ in range(2):  # the second round reuses the workspace's buffers
+        if ws is not None and block == "kept":
+            ws.start_pass(1 << 20)
         y, cols = conv_forward(np, x, f, b, stride, pad, dil, ws=ws, key="c")
+        if ws is not None and block == "kept" and (stride, fh * fw) != ((1, 1), 1):
+            assert cols is not None and cols.shape == (y.size // k, fh * fw * c)
         np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
         dy = RNG.standard_normal(y.shape)
         dx_ref = _dx_reference(x, f, dy, stride, pad, dil)
@@ -389,3 +394,36 @@ def test_hostblas_gemm_layouts(dtype):
     assert not hostblas.gemm(c2, a, b, 0.0)                               # shapes disagree
     assert not hostblas.gemm(np.zeros((40, 10), dtype), a, b[:, ::2], 0.0)  # no unit stride
     assert not hostblas.gemm(c.astype(np.float16), a, b, 0.0)
+
+
+def test_workspace_keep_budget():
+    from layerspec.workspace import KEEP_LAYER_BYTES, NO_WORKSPACE
+
+    ws = Workspace()
+    assert not ws.keep(1)                      # no pass started: nothing is kept
+    ws.start_pass(100)
+    assert ws.keep(60) and not ws.keep(60) and ws.keep(40) and not ws.keep(1)
+    ws.start_pass(2 * KEEP_LAYER_BYTES)
+    assert not ws.keep(KEEP_LAYER_BYTES + 1)   # one layer's limit
+    assert ws.keep(KEEP_LAYER_BYTES)
+    ws.start_pass(0)                           # forward only: nothing to keep for
+    assert not ws.keep(1)
+    assert not NO_WORKSPACE.keep(1)
+
+
+def test_training_pass_keeps_small_patches_only():
+    """simplenn gives a training pass a keep budget (conv patches ride along in res.aux);
+    a test-mode pass keeps nothing."""
+    spec = {"input": [16, 16, 3], "layers": [
+        {"type": "conv", "weights": ["randn(5,5,3,8)", "zeros(1,8)"], "pad": 2},
+        {"type": "relu"},
+        {"type": "conv", "weights": ["randn(16,16,8,4)", "zeros(1,4)"]},
+        {"type": "softmaxloss"}]}
+    net = layerspec.load(spec, seed=1)
+    x = RNG.standard_normal((4, 16, 16, 3)).astype(np.float32)
+    labels = np.array([0, 1, 2, 3])
+    res = layerspec.simplenn(net, x, dzdy=1.0, labels=labels)
+    assert res[1].aux is not None and res[1].aux.shape == (4 * 16 * 16, 75)
+    test = layerspec.simplenn(net, x, labels=labels, mode="test")
+    assert test[1].aux is None
+    np.testing.assert_array_equal(test[-1].x, res[-1].x)

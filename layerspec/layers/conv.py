@@ -251,9 +251,11 @@ def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
                  ws: Workspace | None = None, key: Any = None,
                  fast: bool = True) -> tuple[Any, Any]:
     """y = conv(x, f) + b. Returns ``(y, cols)``: ``cols`` is the patch matrix when it is a
-    view of ``x`` (1x1 and whole-input convs), kept for the backward pass; ``None`` otherwise —
-    im2col patches are computed in cache-sized blocks (:func:`patch_blocks`) and rebuilt in
-    the backward pass instead of being kept (on seed320 they would hold about 1.2 GB).
+    view of ``x`` (1x1 and whole-input convs), or small enough for the workspace's keep
+    budget (:meth:`~layerspec.workspace.Workspace.keep`: lenet_cifar's conv1/conv3), kept for
+    the backward pass; ``None`` otherwise — im2col patches are then computed in cache-sized
+    blocks (:func:`patch_blocks`) and rebuilt in the backward pass (on seed320 they would
+    hold about 1.2 GB).
 
     ``ws``/``key``: where to take (and keep) buffers; ``fast=False`` forces the im2col path
     (the reference for the 1x1 and whole-input fast paths)."""
@@ -277,6 +279,13 @@ def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
         elif fast and implicit_ok(xp, x.shape, f.shape, stride, pad, dilate):
             implicit_conv(xp, x, xp.ascontiguousarray(f), pad, dilate,
                           y.reshape(n, ho, wo, k), ws)
+        elif is_host(xp) and ws.keep(n * ho * wo * fh * fw * c * x.dtype.itemsize):
+            xpad = padded(xp, x, pad, ws, "xpad")
+            cols = im2col(xp, xpad, fh, fw, dilate, stride, ho, wo,
+                          out=ws.empty(xp, (key, "cols"), (n * ho * wo, fh * fw * c), x.dtype))
+            del xpad
+            xp.matmul(cols, f2, out=y)
+            kind = "kept"
         else:
             for rows, block in patch_blocks(xp, x, fh, fw, dilate, stride, pad, ho, wo, ws):
                 xp.matmul(block, f2, out=y[rows])
@@ -292,6 +301,7 @@ def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
     if b is not None and b.size:
         y += b
     return y.reshape(n, ho, wo, k), cols if kind != "im2col" else None
+
 
 
 def _patches(xp: Any, x: Any, fh: int, fw: int, stride: tuple[int, int],
