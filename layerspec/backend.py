@@ -131,7 +131,7 @@ def gpu_kernels() -> ModuleType | None:
         return None
     try:
         from . import gpukernels  # noqa: PLC0415
-    except ImportError:
+    except Exception:  # noqa: BLE001 - no CuPy, or a broken CUDA setup
         return None
     return gpukernels
 
@@ -144,7 +144,7 @@ def cpu_kernels() -> ModuleType | None:
         return None
     try:
         from . import cpukernels  # noqa: PLC0415
-    except ImportError:
+    except Exception:  # noqa: BLE001 - no Numba, or one that cannot set up its cache here
         return None
     return cpukernels
 

@@ -427,3 +427,18 @@ def test_training_pass_keeps_small_patches_only():
     test = layerspec.simplenn(net, x, labels=labels, mode="test")
     assert test[1].aux is None
     np.testing.assert_array_equal(test[-1].x, res[-1].x)
+
+
+def test_numba_kernels_can_be_switched_off(monkeypatch):
+    from layerspec import backend as be_module
+
+    monkeypatch.setenv("LAYERSPEC_NUMBA", "0")
+    be_module.cpu_kernels.cache_clear()
+    try:
+        assert be_module.cpu_kernels() is None
+        fresh = be_module.Backend("numpy", np)
+        assert fresh.kernels is None and fresh.describe() == "numpy"
+    finally:
+        monkeypatch.delenv("LAYERSPEC_NUMBA")
+        be_module.cpu_kernels.cache_clear()
+    assert be_module.NUMPY_GENERIC.kernels is None
