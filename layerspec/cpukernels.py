@@ -5,10 +5,11 @@ The NumPy path of every layer is complete on its own; when Numba is installed
 (``pip install "layerspec[fast]"``) the NumPy backend hands these kernels to the layers
 through ``Backend.kernels``. They replace NumPy's many short strided passes in pooling
 (a 3x3/stride-2 max pool took nine passes of four ufuncs each: lenet_cifar's pool1
-backward went from ~22 ms to ~2 ms) and in the convolution's col2im scatter-add. im2col
-stays a NumPy copy, which measured faster than a compiled loop; GEMMs stay in BLAS.
-tests/test_fastpaths.py compares every kernel with the generic path and with plain loops
-(ties, padding, both float types).
+backward went from ~22 ms to ~2 ms), the convolution's col2im scatter-add, the ReLU
+derivative and the SGD step (one pass each). im2col stays a NumPy copy, which measured
+faster than a compiled loop; GEMMs stay in BLAS. :mod:`layerspec.gpukernels` offers the
+same functions on CuPy. tests/test_fastpaths.py compares every kernel with the generic path
+and with plain loops (ties, padding, both float types).
 
 Layout: data ``(N, H, W, C)``, C-contiguous. A patch matrix has one row per output
 position ``(n, i, j)`` in that order and columns ordered ``(u, v, c)``, as
@@ -35,7 +36,7 @@ description: str = f"Numba {numba.__version__} kernels"
 
 @njit(cache=True, nogil=True)
 def col2im_rows(dcols, dx, g0, g1, ho, wo, fh, fw, sy, sx, pt, pl, dily, dilx):  # noqa: PLR0913
-    """Adjoint of :func:`im2col_rows`: add the patch derivatives ``dcols``
+    """Adjoint of im2col: add the patch derivatives ``dcols``
     ``((g1-g0)*Wo, FH*FW*C)`` of the output rows ``g0 <= g < g1`` (``g = n*Ho + i``) into
     ``dx`` ``(N, H, W, C)``; cells in the padding are dropped."""
     _, h, w, c = dx.shape
