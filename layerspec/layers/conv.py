@@ -233,17 +233,15 @@ def _transposed_pad(f_shape: tuple[int, ...], pad: tuple[int, int, int, int],
 def implicit_dx_ok(xp: Any, x_shape: tuple[int, ...], f_shape: tuple[int, ...],
                    stride: tuple[int, int], pad: tuple[int, int, int, int],
                    dilate: tuple[int, int]) -> bool:
-    """Whether dX is faster as :func:`implicit_conv` of dY with the flipped filters."""
+    """Whether dX is faster as :func:`implicit_conv` of dY with the flipped filters: the
+    forward test of :func:`implicit_ok` applied to that convolution."""
     n, h, w, c = x_shape
     fh, fw, fc, k = f_shape
     q = _transposed_pad(f_shape, pad, dilate)
-    if not (is_host(xp) and fast_accumulate(xp)) or stride != (1, 1) or fc != c \
-            or fh * fw == 1 or min(q) < 0:
-        return False
     ho = h + pad[0] + pad[1] - (fh - 1) * dilate[0]
     wo = w + pad[2] + pad[3] - (fw - 1) * dilate[1]
-    return (k >= IMPLICIT_MIN_CHANNELS and ho > 0 and wo > 0
-            and (ho + q[0] + q[1]) * (wo + q[2] + q[3]) <= IMPLICIT_MAX_OVERCOMPUTE * h * w)
+    return (fc == c and min(q) >= 0 and ho > 0 and wo > 0
+            and implicit_ok(xp, (n, ho, wo, k), (fh, fw, k, c), stride, q, dilate))
 
 
 def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
@@ -315,11 +313,6 @@ def _patches(xp: Any, x: Any, fh: int, fw: int, stride: tuple[int, int],
     return im2col(xp, xpad, fh, fw, dilate, stride, ho, wo, out=buf)
 
 
-def _tconv_pad(f_shape: tuple[int, ...], pad: tuple[int, int, int, int]) -> tuple[int, ...]:
-    fh, fw = f_shape[:2]
-    return (fh - 1 - pad[0], fh - 1 - pad[1], fw - 1 - pad[2], fw - 1 - pad[3])
-
-
 def _dx_tconv(xp: Any, dy: Any, f: Any, x_shape: tuple[int, ...],
               pad: tuple[int, int, int, int], ws: Workspace, key: Any) -> Any:
     """dX of a stride-1, undilated conv as the transposed convolution: im2col of dY padded
@@ -328,8 +321,8 @@ def _dx_tconv(xp: Any, dy: Any, f: Any, x_shape: tuple[int, ...],
     fh, fw, _, k = f.shape
     ff = xp.ascontiguousarray(f[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(fh * fw * k, c)
     dx = ws.empty(xp, (key, "dx"), (n * h * w, c), dy.dtype)
-    for rows, block in patch_blocks(xp, dy, fh, fw, (1, 1), (1, 1), _tconv_pad(f.shape, pad),
-                                    h, w, ws):
+    q = _transposed_pad(f.shape, pad, (1, 1))
+    for rows, block in patch_blocks(xp, dy, fh, fw, (1, 1), (1, 1), q, h, w, ws):
         xp.matmul(block, ff, out=dx[rows])
     return dx.reshape(n, h, w, c)
 
