@@ -33,17 +33,34 @@ description: str = "layerspec CUDA kernels"
 _GEOMETRY = ("int32 H, int32 W, int32 C, int32 Ho, int32 Wo, int32 ph, int32 pw, "
              "int32 sy, int32 sx, int32 pt, int32 pl")
 
-
-@functools.cache
-def _maxpool_forward() -> Any:
-    return cupy.ElementwiseKernel(
-        "raw T x, " + _GEOMETRY, "T y, I arg",
-        """
+#: CUDA prologue of a kernel over pooling *outputs*: element i = (n, ii, j, c) and its
+#: window's in-image rows [ya, yb) and columns [xa, xb)
+_WINDOW = """
         int c = i % C; long long r = i / C;
         int j = r % Wo; r /= Wo;
         int ii = r % Ho; long long n = r / Ho;
         int ya = max(ii * sy - pt, 0), yb = min(ii * sy - pt + ph, H);
         int xa = max(j * sx - pl, 0), xb = min(j * sx - pl + pw, W);
+"""
+#: CUDA prologue of a kernel over *input* cells: element i = (n, yy, xx, c)
+_CELL = """
+        int c = i % C; long long r = i / C;
+        int xx = r % W; r /= W;
+        int yy = r % H; long long n = r / H;
+"""
+#: ... and the output rows [ia, ib] and columns [ja, jb] whose pooling windows cover it
+_COVERING = """
+        int t = yy + pt - ph + 1, s = xx + pl - pw + 1;
+        int ia = t <= 0 ? 0 : (t + sy - 1) / sy, ib = min((yy + pt) / sy, Ho - 1);
+        int ja = s <= 0 ? 0 : (s + sx - 1) / sx, jb = min((xx + pl) / sx, Wo - 1);
+"""
+
+
+@functools.cache
+def _maxpool_forward() -> Any:
+    return cupy.ElementwiseKernel(
+        "raw T x, " + _GEOMETRY, "T y, I arg",
+        _WINDOW + """
         long long base = n * H * W * C;
         long long best_pos = ((long long)ya * W + xa) * C + c;
         T best = x[base + best_pos];
@@ -64,14 +81,8 @@ def _maxpool_forward() -> Any:
 def _maxpool_backward() -> Any:
     return cupy.ElementwiseKernel(
         "raw T dy, raw I arg, " + _GEOMETRY, "T dx",
-        """
-        int c = i % C; long long r = i / C;
-        int xx = r % W; r /= W;
-        int yy = r % H; long long n = r / H;
+        _CELL + _COVERING + """
         long long pos = ((long long)yy * W + xx) * C + c;
-        int t = yy + pt - ph + 1, s = xx + pl - pw + 1;
-        int ia = t <= 0 ? 0 : (t + sy - 1) / sy, ib = min((yy + pt) / sy, Ho - 1);
-        int ja = s <= 0 ? 0 : (s + sx - 1) / sx, jb = min((xx + pl) / sx, Wo - 1);
         T acc = 0;
         for (int ii = ia; ii <= ib; ++ii) {
             for (int j = ja; j <= jb; ++j) {
@@ -88,12 +99,7 @@ def _maxpool_backward() -> Any:
 def _avgpool_forward() -> Any:
     return cupy.ElementwiseKernel(
         "raw T x, " + _GEOMETRY, "T y",
-        """
-        int c = i % C; long long r = i / C;
-        int j = r % Wo; r /= Wo;
-        int ii = r % Ho; long long n = r / Ho;
-        int ya = max(ii * sy - pt, 0), yb = min(ii * sy - pt + ph, H);
-        int xa = max(j * sx - pl, 0), xb = min(j * sx - pl + pw, W);
+        _WINDOW + """
         long long base = n * H * W * C;
         T acc = 0;
         for (int xx = xa; xx < xb; ++xx)
@@ -108,13 +114,7 @@ def _avgpool_forward() -> Any:
 def _avgpool_backward() -> Any:
     return cupy.ElementwiseKernel(
         "raw T dy, " + _GEOMETRY, "T dx",
-        """
-        int c = i % C; long long r = i / C;
-        int xx = r % W; r /= W;
-        int yy = r % H; long long n = r / H;
-        int t = yy + pt - ph + 1, s = xx + pl - pw + 1;
-        int ia = t <= 0 ? 0 : (t + sy - 1) / sy, ib = min((yy + pt) / sy, Ho - 1);
-        int ja = s <= 0 ? 0 : (s + sx - 1) / sx, jb = min((xx + pl) / sx, Wo - 1);
+        _CELL + _COVERING + """
         T acc = 0;
         for (int ii = ia; ii <= ib; ++ii) {
             int cy = min(ii * sy - pt + ph, H) - max(ii * sy - pt, 0);
@@ -134,10 +134,7 @@ def _col2im() -> Any:
         "raw T dcols, int32 H, int32 W, int32 C, int32 Ho, int32 Wo, int32 fh, int32 fw, "
         "int32 sy, int32 sx, int32 pt, int32 pl, int32 dily, int32 dilx, int64 g0, int64 g1",
         "T dx",
-        """
-        int c = i % C; long long r = i / C;
-        int xx = r % W; r /= W;
-        int yy = r % H; long long n = r / H;
+        _CELL + """
         long long K = (long long)fh * fw * C;
         T acc = 0;
         for (int u = 0; u < fh; ++u) {
