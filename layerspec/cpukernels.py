@@ -34,6 +34,14 @@ __all__ = ["col2im_rows", "maxpool_forward", "maxpool_backward", "avgpool_forwar
 description: str = f"Numba {numba.__version__} kernels"
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _span(i, stride, pad, size, n):
+    """In-image cells ``[a, b)`` along one axis of pooling window ``i`` (padding is never
+    part of a window)."""
+    start = i * stride - pad
+    return max(start, 0), min(start + size, n)
+
+
 @njit(cache=True, nogil=True)
 def col2im_rows(dcols, dx, g0, g1, ho, wo, fh, fw, sy, sx, pt, pl, dily, dilx):  # noqa: PLR0913
     """Adjoint of im2col: add the patch derivatives ``dcols``
@@ -71,11 +79,9 @@ def maxpool_forward(x, y, arg, ph, pw, sy, sx, pt, pl):  # noqa: PLR0913
     for g in range(n_ * ho):
         n = g // ho
         i = g - n * ho
-        ya = max(i * sy - pt, 0)
-        yb = min(i * sy - pt + ph, h)
+        ya, yb = _span(i, sy, pt, ph, h)
         for j in range(wo):
-            xa = max(j * sx - pl, 0)
-            xb = min(j * sx - pl + pw, w)
+            xa, xb = _span(j, sx, pl, pw, w)
             base = (ya * w + xa) * c
             for ch in range(c):
                 y[n, i, j, ch] = x[n, ya, xa, ch]
@@ -116,11 +122,9 @@ def avgpool_forward(x, y, ph, pw, sy, sx, pt, pl):  # noqa: PLR0913
     for g in range(n_ * ho):
         n = g // ho
         i = g - n * ho
-        ya = max(i * sy - pt, 0)
-        yb = min(i * sy - pt + ph, h)
+        ya, yb = _span(i, sy, pt, ph, h)
         for j in range(wo):
-            xa = max(j * sx - pl, 0)
-            xb = min(j * sx - pl + pw, w)
+            xa, xb = _span(j, sx, pl, pw, w)
             for ch in range(c):
                 y[n, i, j, ch] = 0
             for xx in range(xa, xb):
@@ -144,11 +148,9 @@ def avgpool_backward(dy, dx, ph, pw, sy, sx, pt, pl):  # noqa: PLR0913
                 for ch in range(c):
                     dx[n, yy, xx, ch] = 0
         for i in range(ho):
-            ya = max(i * sy - pt, 0)
-            yb = min(i * sy - pt + ph, h)
+            ya, yb = _span(i, sy, pt, ph, h)
             for j in range(wo):
-                xa = max(j * sx - pl, 0)
-                xb = min(j * sx - pl + pw, w)
+                xa, xb = _span(j, sx, pl, pw, w)
                 cnt = (yb - ya) * (xb - xa)
                 for yy in range(ya, yb):
                     for xx in range(xa, xb):
