@@ -10,12 +10,16 @@ Python API (stable names)::
 
 from __future__ import annotations
 
-from .errors import SpecError
-from .layers import LAYER_TYPES
-from .net import Net, load
-from .simplenn import Res, simplenn
-from .spec import Spec
-from .train import train
+from .hostthreads import prefer_short_blas_spin
+
+prefer_short_blas_spin()  # before anything imports NumPy: OpenBLAS reads it once
+
+from .errors import SpecError  # noqa: E402
+from .layers import LAYER_TYPES  # noqa: E402
+from .net import Net, load  # noqa: E402
+from .simplenn import Res, simplenn  # noqa: E402
+from .spec import Spec  # noqa: E402
+from .train import train  # noqa: E402
 
 __version__ = "0.1.0"
 

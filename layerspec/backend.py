@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SpecError
+from .hostthreads import SERIAL, SPLIT_MIN_BYTES, HostThreads, default_thread_count
 
 BACKEND_NAMES = ("auto", "numpy", "cupy")
 
@@ -34,6 +35,11 @@ class Backend:
     #: whether layers may use the compiled CPU kernels (:mod:`layerspec.cpukernels`) when
     #: Numba is installed; ``False`` keeps every layer on its generic array code
     use_kernels: bool = field(default=True, compare=False, kw_only=True)
+    #: host threads for the work BLAS does not split (:mod:`layerspec.hostthreads`); 0 means
+    #: :func:`~layerspec.hostthreads.default_thread_count`; a device backend uses one
+    host_threads: int = field(default=0, compare=False, kw_only=True)
+    #: the least work (bytes) worth handing to another host thread
+    split_min_bytes: int = field(default=SPLIT_MIN_BYTES, compare=False, kw_only=True)
 
     def describe(self) -> str:
         """``name``, with the reason when ``auto`` chose it: ``cupy (auto: CuPy 14.2.0 on 1
@@ -58,6 +64,13 @@ class Backend:
         if self.name == "cupy":
             return gpu_kernels()
         return None
+
+    @functools.cached_property
+    def threads(self) -> HostThreads:
+        """Threads for host-side work; :data:`~layerspec.hostthreads.SERIAL` on a device."""
+        if self.name != "numpy":
+            return SERIAL
+        return HostThreads(self.host_threads or default_thread_count(), self.split_min_bytes)
 
     def asarray(self, a: Any, dtype: Any = None) -> Any:
         """``a`` as an array of this backend (no copy when it already is one)."""

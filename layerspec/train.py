@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SpecError
+from .hostthreads import split_rows
 from .net import Net
 from .simplenn import simplenn
 from .spec import TRAIN_DEFAULTS
@@ -242,7 +243,9 @@ def _sgd_in_place(net: Net, key: tuple[int, int], w: Any, g: Any, st: dict[str, 
     if kern is not None and w.flags.c_contiguous and g.flags.c_contiguous:
         if m is None:
             m = st["m"] = xp.zeros_like(w)
-        kern.sgd_momentum(w, g, m, t(momentum), t(decay), t(lr))
+        args = t(momentum), t(decay), t(lr)
+        split_rows(net.backend.threads, lambda w, g, m: kern.sgd_momentum(w, g, m, *args),
+                   w.reshape(-1), g.reshape(-1), m.reshape(-1))
         return
     tmp = net.workspace.empty(xp, ("sgd", key), w.shape, w.dtype)
     if decay:

@@ -216,9 +216,10 @@ def compare(actual: Any, ref: Any, what: str, rtol: float = 1e-5, atol_scale: fl
 
 def run_simplenn(spec: dict[str, Any], x: np.ndarray, *, labels: Any, mode: str,
                  dzdy: Any = 1.0, masks: dict[int, np.ndarray] | None = None,
-                 backend: str = "numpy", conserve_memory: bool = False) -> Any:
+                 backend: Any = "numpy", conserve_memory: bool = False) -> Any:
     """``layerspec.simplenn`` on ``layerspec.load(spec, backend=backend)``; ``backend``
-    ``"numpy-generic"`` is NumPy without the compiled CPU kernels."""
+    ``"numpy-generic"`` is NumPy without the compiled CPU kernels; a ``Backend`` is used as
+    it is."""
     import layerspec  # lazily: the core is written concurrently
     from layerspec.backend import NUMPY_GENERIC
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import layerspec
-from layerspec.backend import cpu_kernels
+from layerspec.backend import Backend, cpu_kernels
+from layerspec.hostthreads import SERIAL, HostThreads
 from layerspec.layers import conv as conv_module
 from layerspec.layers.conv import col2im, conv_backward, conv_forward, dx_method, im2col
 from layerspec.layers.pool import pool_backward, pool_forward
@@ -27,6 +28,19 @@ def kern(request):
     if k is None:
         pytest.skip("Numba is not installed (pip install 'layerspec[fast]'): kernels not built")
     return k
+
+
+@pytest.fixture(params=["serial", "split"])
+def threads(request):
+    """Host work on the caller's thread, or split into parts however small over 3 threads
+    (uneven parts): the results must be the same."""
+    return SERIAL if request.param == "serial" else HostThreads(3, min_bytes=0)
+
+
+def backend_for(kern, threads) -> Backend:
+    """The NumPy backend with or without the compiled kernels, on ``threads``."""
+    return Backend("numpy", np, use_kernels=kern is not None, host_threads=threads.count,
+                   split_min_bytes=threads.min_bytes)
 
 
 @pytest.fixture(params=["whole", "small", "implicit", "kept"])
@@ -91,7 +105,7 @@ def test_im2col_matches_loops(geom):
 
 @pytest.mark.parametrize("geom", GEOMETRIES)
 @pytest.mark.parametrize("use_ws", [False, True])
-def test_conv_fast_paths_match_generic(geom, use_ws, kern, block):
+def test_conv_fast_paths_match_generic(geom, use_ws, kern, block, threads):
     n, h, w, c, fh, fw, k, stride, pad, dil = geom
     x = RNG.standard_normal((n, h, w, c))
     f = RNG.standard_normal((fh, fw, c, k))
@@ -101,7 +115,7 @@ def test_conv_fast_paths_match_generic(geom, use_ws, kern, block):
     for _ in range(2):  # the second round reuses the workspace's buffers
         if ws is not None and block == "kept":
             ws.start_pass(1 << 20)
-        y, cols = conv_forward(np, x, f, b, stride, pad, dil, ws=ws, key="c")
+        y, cols = conv_forward(np, x, f, b, stride, pad, dil, ws=ws, key="c", threads=threads)
         if ws is not None and block == "kept" and (stride, fh * fw) != ((1, 1), 1):
             assert cols is not None and cols.shape == (y.size // k, fh * fw * c)
         np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
@@ -116,7 +130,7 @@ def test_conv_fast_paths_match_generic(geom, use_ws, kern, block):
             methods.append("implicit")
         for method in methods:
             dx, df, db = conv_backward(np, x, f, b, dy, cols, stride, pad, dil, ws=ws, key="c",
-                                       method=method, kern=kern)
+                                       method=method, kern=kern, threads=threads)
             np.testing.assert_allclose(dx, dx_ref, rtol=1e-10, atol=1e-10, err_msg=str(method))
             np.testing.assert_allclose(df, df_ref, rtol=1e-10, atol=1e-10)
             np.testing.assert_allclose(db, db_ref, rtol=1e-12, atol=1e-12)
@@ -187,7 +201,7 @@ POOLS = [
 @pytest.mark.parametrize("method", ["max", "avg"])
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_pool_paths_match_loops(geom, method, ties, dtype, kern):
+def test_pool_paths_match_loops(geom, method, ties, dtype, kern, threads):
     pool, stride, pad = geom
     x = RNG.standard_normal((2, 7, 8, 3))
     if ties:  # few distinct values: many windows have several maxima
@@ -201,11 +215,11 @@ def test_pool_paths_match_loops(geom, method, ties, dtype, kern):
     for fast in (False, True) if kern is None else (True,):
         for _ in range(2):
             y, aux = pool_forward(np, x, method, pool, stride, pad, ws=ws, key=fast, fast=fast,
-                                  kern=kern)
+                                  kern=kern, threads=threads)
             assert y.dtype == dtype
             np.testing.assert_allclose(y, y_ref, rtol=tol, atol=tol)
             dx = pool_backward(np, x, y, aux, dy, method, pool, stride, pad, ws=ws, key=fast,
-                               fast=fast, kern=kern)
+                               fast=fast, kern=kern, threads=threads)
             assert dx.dtype == dtype
             np.testing.assert_allclose(dx, dx_ref, rtol=tol, atol=tol,
                                        err_msg=f"fast={fast}")
@@ -283,15 +297,14 @@ def test_training_skips_only_the_unused_input_derivative():
 
 @pytest.mark.parametrize("in_place", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_relu_backward_kernel_matches_generic(dtype, kern, in_place):
-    from layerspec.backend import NUMPY, NUMPY_GENERIC
+def test_relu_backward_kernel_matches_generic(dtype, kern, in_place, threads):
     from layerspec.layers import Context
     from layerspec.layers.activations import ReLU
 
     x = np.round(RNG.standard_normal((3, 5, 4, 6)), 1).astype(dtype)  # exact zeros too
     dy = RNG.standard_normal(x.shape).astype(dtype)
     layer = ReLU(name="r")
-    be = NUMPY if kern is not None else NUMPY_GENERIC
+    be = backend_for(kern, threads)
     dy[0, 0, 0, :2] = np.nan       # NaN * 0 stays NaN, as MatConvNet's dzdy .* (x > 0)
     x[0, 0, 0, :2] = (-1, 1)
     expected = dy * (x > 0)
@@ -311,10 +324,9 @@ def _sgd_reference(w, g, m, momentum, decay, lr):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("decay", [0.0, 5e-4])
-def test_sgd_in_place_matches_formula(dtype, decay, kern):
+def test_sgd_in_place_matches_formula(dtype, decay, kern, threads):
     """Both in-place SGD paths (generic and the fused kernel) give cnn_train's numbers bit
     for bit, over three steps."""
-    from layerspec.backend import NUMPY, NUMPY_GENERIC
     from layerspec.train import TrainOptions, apply_update, init_solver_state
 
     spec = {"input": [6, 6, 2], "layers": [
@@ -324,8 +336,7 @@ def test_sgd_in_place_matches_formula(dtype, decay, kern):
         {"type": "conv", "weights": ["randn(4,4,4,3)", "zeros(1,3)"]},
         {"type": "softmaxloss"}],
         "train": {"learningRate": 0.01, "momentum": 0.9, "weightDecay": decay}}
-    be = NUMPY if kern is not None else NUMPY_GENERIC
-    net = layerspec.load(spec, backend=be, seed=3)
+    net = layerspec.load(spec, backend=backend_for(kern, threads), seed=3)
     net.weights = [[w.astype(dtype) for w in ws] for ws in net.weights]
     opts = TrainOptions.resolve(net)
     state = init_solver_state(net, opts.solver)

@@ -47,6 +47,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# layerspec before NumPy, as in the CLI: it sets OPENBLAS_THREAD_TIMEOUT, which OpenBLAS reads
+# once when NumPy loads it (see layerspec.hostthreads)
+import layerspec  # noqa: E402, I001
 import numpy as np  # noqa: E402
 
 
@@ -110,7 +113,6 @@ def have_torch() -> bool:
 
 class LayerspecRunner:
     def __init__(self, wl: Workload, batch: int, backend: str, seed: int = 0) -> None:
-        import layerspec  # noqa: PLC0415
         from layerspec.train import TrainOptions, init_solver_state  # noqa: PLC0415
 
         self.net = layerspec.load(str(ROOT / wl.spec), backend=backend, seed=seed)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..hostthreads import split_rows
 from ..workspace import workspace_of
 from .base import Context, Layer, param
 
@@ -24,7 +25,9 @@ class ReLU(Layer):
             # in place: the backward pass reads only y ([x > 0] == [y > 0])
             y = x if ctx.in_place else workspace_of(ctx).empty(xp, (id(self), "y"), x.shape,
                                                                x.dtype)
-            return xp.maximum(x, x.dtype.type(0), out=y), None
+            zero = x.dtype.type(0)
+            split_rows(ctx.backend.threads, lambda x, y: xp.maximum(x, zero, out=y), x, y)
+            return y, None
         return xp.where(x > 0, x, x * x.dtype.type(self.leak)), None
 
     def backward(self, x: Any, y: Any, aux: Any, w: list[Any], dy: Any,
@@ -38,9 +41,9 @@ class ReLU(Layer):
             if kern is not None and y.flags.c_contiguous and dy.flags.c_contiguous \
                     and dx.flags.c_contiguous:
                 if dx is dy:
-                    kern.relu_backward_in_place(y, dy)
+                    split_rows(ctx.backend.threads, kern.relu_backward_in_place, y, dy)
                 else:
-                    kern.relu_backward(y, dy, dx)
+                    split_rows(ctx.backend.threads, kern.relu_backward, y, dy, dx)
                 return dx, []
             # dy * [y > 0], branch-free (same numbers as the select)
             pos = ws.empty(xp, (id(self), "pos"), y.shape, bool)

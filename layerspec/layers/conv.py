@@ -27,12 +27,14 @@ Performance (NHWC, float32, every product through BLAS):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from ..backend import fast_accumulate, gemm_accumulate, is_host
 from ..errors import ShapeError
+from ..hostthreads import SERIAL, HostThreads, split_rows
 from ..workspace import NO_WORKSPACE, Workspace, block_bytes, workspace_of
 from .base import Context, Layer, Shape, param, window
 
@@ -45,24 +47,29 @@ def out_size(n: int, f: int, stride: int, p0: int, p1: int, dil: int) -> int:
 
 
 def pad_into(xp: Any, x: Any, pad: tuple[int, int, int, int], out: Any,
-             value: float = 0.0) -> Any:
-    """Write ``x`` padded by ``pad = (top, bottom, left, right)`` into ``out``."""
+             value: float = 0.0, threads: HostThreads = SERIAL) -> Any:
+    """Write ``x`` padded by ``pad = (top, bottom, left, right)`` into ``out`` (split over
+    the images on ``threads``)."""
     t, b, l, r = pad
-    n, h, w, c = x.shape
-    if t:
-        out[:, :t] = value
-    if b:
-        out[:, t + h:] = value
-    if l:
-        out[:, t:t + h, :l] = value
-    if r:
-        out[:, t:t + h, l + w:] = value
-    out[:, t:t + h, l:l + w] = x
+    h, w = x.shape[1:3]
+
+    def part(x: Any, out: Any) -> None:
+        if t:
+            out[:, :t] = value
+        if b:
+            out[:, t + h:] = value
+        if l:
+            out[:, t:t + h, :l] = value
+        if r:
+            out[:, t:t + h, l + w:] = value
+        out[:, t:t + h, l:l + w] = x
+
+    split_rows(threads, part, x, out)
     return out
 
 
 def padded(xp: Any, x: Any, pad: tuple[int, int, int, int], ws: Workspace, tag: str,
-           value: float = 0.0) -> Any:
+           value: float = 0.0, threads: HostThreads = SERIAL) -> Any:
     """``x`` padded (``x`` itself when every pad is 0), in the workspace's scratch ``tag``
     (drop it before the layer returns)."""
     t, b, l, r = pad
@@ -70,15 +77,16 @@ def padded(xp: Any, x: Any, pad: tuple[int, int, int, int], ws: Workspace, tag: 
         return x
     n, h, w, c = x.shape
     out = ws.scratch(xp, tag, (n, h + t + b, w + l + r, c), x.dtype)
-    return pad_into(xp, x, pad, out, value)
+    return pad_into(xp, x, pad, out, value, threads)
 
 
 def im2col(xp: Any, xpad: Any, fh: int, fw: int, dil: tuple[int, int], stride: tuple[int, int],
-           ho: int, wo: int, out: Any = None) -> Any:
+           ho: int, wo: int, out: Any = None, threads: HostThreads = SERIAL) -> Any:
     """Patches of the padded input, ``(N*Ho*Wo, FH*FW*C)`` with columns ordered (u, v, c).
 
-    One copy from a strided window view; ``out`` (any array of that many elements) receives
-    it when given."""
+    One copy from a strided window view (split over the images, or over the output rows of
+    a single image, on ``threads``); ``out`` (any array of that many elements) receives it
+    when given."""
     n, _, _, c = xpad.shape
     s = xpad.strides
     view = xp.lib.stride_tricks.as_strided(
@@ -87,13 +95,16 @@ def im2col(xp: Any, xpad: Any, fh: int, fw: int, dil: tuple[int, int], stride: t
     if out is None:
         out = xp.empty((n, ho, wo, fh, fw, c), dtype=xpad.dtype)
     out = out.reshape(n, ho, wo, fh, fw, c)
-    out[...] = view
+    if n > 1 or threads.count == 1:
+        split_rows(threads, xp.copyto, out, view)
+    else:
+        split_rows(threads, xp.copyto, out[0], view[0])
     return out.reshape(n * ho * wo, fh * fw * c)
 
 
 def patch_blocks(xp: Any, x: Any, fh: int, fw: int, dil: tuple[int, int],
                  stride: tuple[int, int], pad: tuple[int, int, int, int], ho: int, wo: int,
-                 ws: Workspace) -> Iterator[tuple[slice, Any]]:
+                 ws: Workspace, threads: HostThreads = SERIAL) -> Iterator[tuple[slice, Any]]:
     """im2col in blocks of output rows: yields ``(rows, cols)``, where ``cols`` holds the
     patches of the output positions ``rows`` (a slice of the ``N*Ho*Wo`` positions, in
     order) of a conv on ``x`` (unpadded; ``pad`` adds zeros). Each block is at most
@@ -107,7 +118,7 @@ def patch_blocks(xp: Any, x: Any, fh: int, fw: int, dil: tuple[int, int],
     n, _, _, c = x.shape
     row_bytes = wo * fh * fw * c * x.dtype.itemsize   # patches of one output row
     band = max(1, block_bytes(xp) // max(row_bytes, 1))
-    xpad = padded(xp, x, pad, ws, "xpad")
+    xpad = padded(xp, x, pad, ws, "xpad", threads=threads)
     band = min(ho, band)
     images = max(1, block_bytes(xp) // max(row_bytes * ho, 1)) if band == ho else 1
     sy = stride[0]
@@ -117,7 +128,8 @@ def patch_blocks(xp: Any, x: Any, fh: int, fw: int, dil: tuple[int, int],
             i1 = min(n, i0 + images)
             buf = ws.scratch(xp, "cols", ((i1 - i0) * per_image, fh * fw * c), x.dtype)
             yield (slice(i0 * per_image, i1 * per_image),
-                   im2col(xp, xpad[i0:i1], fh, fw, dil, stride, ho, wo, out=buf))
+                   im2col(xp, xpad[i0:i1], fh, fw, dil, stride, ho, wo, out=buf,
+                          threads=threads))
         return
     for i in range(n):
         for r0 in range(0, ho, band):
@@ -126,7 +138,8 @@ def patch_blocks(xp: Any, x: Any, fh: int, fw: int, dil: tuple[int, int],
             rows_in = xpad[i:i + 1, r0 * sy:(r1 - 1) * sy + (fh - 1) * dil[0] + 1]
             start = i * per_image + r0 * wo
             yield (slice(start, start + (r1 - r0) * wo),
-                   im2col(xp, rows_in, fh, fw, dil, stride, r1 - r0, wo, out=buf))
+                   im2col(xp, rows_in, fh, fw, dil, stride, r1 - r0, wo, out=buf,
+                          threads=threads))
 
 
 def col2im(xp: Any, cols: Any, padded_shape: tuple[int, int, int, int], fh: int, fw: int,
@@ -184,20 +197,21 @@ def implicit_ok(xp: Any, x_shape: tuple[int, ...], f_shape: tuple[int, ...],
 
 
 def _flat_padded(xp: Any, x: Any, pad: tuple[int, int, int, int], slack: int, ws: Workspace,
-                 tag: str) -> Any:
+                 tag: str, threads: HostThreads = SERIAL) -> Any:
     """``x`` zero-padded and flattened to ``(N*Hp*Wp + slack, C)`` (the slack rows are zeros,
     so that every shifted slice stays inside the buffer)."""
     n, h, w, c = x.shape
     hp, wp = h + pad[0] + pad[1], w + pad[2] + pad[3]
     rows = n * hp * wp
     flat = ws.scratch(xp, tag, (rows + slack, c), x.dtype)
-    pad_into(xp, x, pad, flat[:rows].reshape(n, hp, wp, c))
+    pad_into(xp, x, pad, flat[:rows].reshape(n, hp, wp, c), threads=threads)
     flat[rows:] = 0
     return flat
 
 
 def implicit_conv(xp: Any, x: Any, f: Any, pad: tuple[int, int, int, int],
-                  dilate: tuple[int, int], out: Any, ws: Workspace) -> Any:
+                  dilate: tuple[int, int], out: Any, ws: Workspace,
+                  threads: HostThreads = SERIAL) -> Any:
     """Stride-1 convolution without im2col: with ``x`` zero-padded and flattened to rows of
     ``C`` channels, the input of kernel offset ``(u, v)`` for *every* position of the padded
     grid is one contiguous slice, shifted by ``u*Wp + v`` rows. So ``y_full = sum_{u,v}
@@ -213,13 +227,13 @@ def implicit_conv(xp: Any, x: Any, f: Any, pad: tuple[int, int, int, int],
     ho, wo = out.shape[1:3]
     rows = n * hp * wp
     xf = _flat_padded(xp, x, pad, (fh - 1) * dilate[0] * wp + (fw - 1) * dilate[1], ws,
-                      "xflat")
+                      "xflat", threads)
     yf = ws.scratch(xp, "yflat", (rows, k), x.dtype)
     for u in range(fh):
         for v in range(fw):
             off = u * dilate[0] * wp + v * dilate[1]
             gemm_accumulate(xp, yf, xf[off:off + rows], f[u, v], u or v)
-    out[...] = yf.reshape(n, hp, wp, k)[:, :ho, :wo]
+    split_rows(threads, xp.copyto, out, yf.reshape(n, hp, wp, k)[:, :ho, :wo])
     return out
 
 
@@ -247,7 +261,7 @@ def implicit_dx_ok(xp: Any, x_shape: tuple[int, ...], f_shape: tuple[int, ...],
 def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
                  pad: tuple[int, int, int, int], dilate: tuple[int, int],
                  ws: Workspace | None = None, key: Any = None,
-                 fast: bool = True) -> tuple[Any, Any]:
+                 fast: bool = True, threads: HostThreads = SERIAL) -> tuple[Any, Any]:
     """y = conv(x, f) + b. Returns ``(y, cols)``: ``cols`` is the patch matrix when it is a
     view of ``x`` (1x1 and whole-input convs), or small enough for the workspace's keep
     budget (:meth:`~layerspec.workspace.Workspace.keep`: lenet_cifar's conv1/conv3), kept for
@@ -256,7 +270,8 @@ def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
     hold about 1.2 GB).
 
     ``ws``/``key``: where to take (and keep) buffers; ``fast=False`` forces the im2col path
-    (the reference for the 1x1 and whole-input fast paths)."""
+    (the reference for the 1x1 and whole-input fast paths); ``threads``: host threads for
+    the copies and the bias (``Backend.threads``)."""
     ws = NO_WORKSPACE if ws is None else ws
     n, h, w, c = x.shape
     fh, fw, fc, k = f.shape
@@ -276,16 +291,18 @@ def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
             xp.matmul(cols, f2, out=y)
         elif fast and implicit_ok(xp, x.shape, f.shape, stride, pad, dilate):
             implicit_conv(xp, x, xp.ascontiguousarray(f), pad, dilate,
-                          y.reshape(n, ho, wo, k), ws)
+                          y.reshape(n, ho, wo, k), ws, threads)
         elif is_host(xp) and ws.keep(n * ho * wo * fh * fw * c * x.dtype.itemsize):
-            xpad = padded(xp, x, pad, ws, "xpad")
+            xpad = padded(xp, x, pad, ws, "xpad", threads=threads)
             cols = im2col(xp, xpad, fh, fw, dilate, stride, ho, wo,
-                          out=ws.empty(xp, (key, "cols"), (n * ho * wo, fh * fw * c), x.dtype))
+                          out=ws.empty(xp, (key, "cols"), (n * ho * wo, fh * fw * c), x.dtype),
+                          threads=threads)
             del xpad
             xp.matmul(cols, f2, out=y)
             kind = "kept"
         else:
-            for rows, block in patch_blocks(xp, x, fh, fw, dilate, stride, pad, ho, wo, ws):
+            for rows, block in patch_blocks(xp, x, fh, fw, dilate, stride, pad, ho, wo, ws,
+                                            threads):
                 xp.matmul(block, f2, out=y[rows])
             del block
     else:
@@ -297,7 +314,7 @@ def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
         f_g = f.reshape(fh * fw * fc, g, kg).transpose(1, 0, 2)
         y = xp.matmul(cols_g, f_g).transpose(1, 0, 2).reshape(m, k)
     if b is not None and b.size:
-        y += b
+        split_rows(threads, lambda y: xp.add(y, b, out=y), y)
     return y.reshape(n, ho, wo, k), cols if kind != "im2col" else None
 
 
@@ -314,7 +331,8 @@ def _patches(xp: Any, x: Any, fh: int, fw: int, stride: tuple[int, int],
 
 
 def _dx_tconv(xp: Any, dy: Any, f: Any, x_shape: tuple[int, ...],
-              pad: tuple[int, int, int, int], ws: Workspace, key: Any) -> Any:
+              pad: tuple[int, int, int, int], ws: Workspace, key: Any,
+              threads: HostThreads = SERIAL) -> Any:
     """dX of a stride-1, undilated conv as the transposed convolution: im2col of dY padded
     by ``F-1-pad`` times the flipped filters (inner dimension FH*FW*K), block by block."""
     n, h, w, c = x_shape
@@ -322,7 +340,7 @@ def _dx_tconv(xp: Any, dy: Any, f: Any, x_shape: tuple[int, ...],
     ff = xp.ascontiguousarray(f[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(fh * fw * k, c)
     dx = ws.empty(xp, (key, "dx"), (n * h * w, c), dy.dtype)
     q = _transposed_pad(f.shape, pad, (1, 1))
-    for rows, block in patch_blocks(xp, dy, fh, fw, (1, 1), (1, 1), q, h, w, ws):
+    for rows, block in patch_blocks(xp, dy, fh, fw, (1, 1), (1, 1), q, h, w, ws, threads):
         xp.matmul(block, ff, out=dx[rows])
     return dx.reshape(n, h, w, c)
 
@@ -330,7 +348,7 @@ def _dx_tconv(xp: Any, dy: Any, f: Any, x_shape: tuple[int, ...],
 def _dx_col2im(xp: Any, dym: Any, f2: Any, x_shape: tuple[int, ...], f_shape: tuple[int, ...],
                stride: tuple[int, int], pad: tuple[int, int, int, int],
                dilate: tuple[int, int], ho: int, wo: int, ws: Workspace, key: Any,
-               kern: Any) -> Any:
+               kern: Any, threads: HostThreads = SERIAL) -> Any:
     """dX for any geometry: the patch gradients ``dY F^T``, scattered back onto the input.
 
     With the compiled kernels: block by block (GEMM into a cache-sized block, then the
@@ -342,14 +360,28 @@ def _dx_col2im(xp: Any, dym: Any, f2: Any, x_shape: tuple[int, ...], f_shape: tu
     pt, pb, pl, pr = pad
     if kern is not None:
         dx = ws.empty(xp, (key, "dx"), (n, h, w, c), dym.dtype)
-        dx.fill(0)
+        split_rows(threads, lambda d: d.fill(0), dx)
         band = max(1, block_bytes(xp) // max(wo * fh * fw * c * dym.itemsize, 1))
+        if band >= ho:
+            band -= band % ho  # whole images per block: their scatters are disjoint
+
+        def scatter(block: Any, g0: int, g1: int) -> None:
+            kern.col2im_rows(block, dx, g0, g1, ho, wo, fh, fw, stride[0], stride[1], pt, pl,
+                             dilate[0], dilate[1])
+
+        def scatter_images(block: Any, g0: int, a: int, b: int) -> None:
+            """images ``a <= i < b`` of a block of whole images starting at row ``g0``"""
+            scatter(block[a * ho * wo:b * ho * wo], g0 + a * ho, g0 + b * ho)
+
         for g0 in range(0, n * ho, band):
             g1 = min(n * ho, g0 + band)
             block = ws.scratch(xp, "cols", ((g1 - g0) * wo, fh * fw * c), dym.dtype)
             xp.matmul(dym[g0 * wo:g1 * wo], f2.T, out=block)
-            kern.col2im_rows(block, dx, g0, g1, ho, wo, fh, fw, stride[0], stride[1], pt, pl,
-                             dilate[0], dilate[1])
+            if (g1 - g0) % ho or g0 % ho:  # a band of one image's rows: they overlap
+                scatter(block, g0, g1)
+            else:  # whole images: split them over the threads
+                threads.run((g1 - g0) // ho, block.nbytes, functools.partial(
+                    scatter_images, block, g0))
         return dx
     dct = ws.scratch(xp, "dcolsT", (fh * fw * c, m), dym.dtype)
     xp.matmul(f2, dym.T, out=dct)
@@ -397,12 +429,14 @@ def bias_grad(xp: Any, dym: Any, ws: Workspace, key: Any) -> Any:
 def conv_backward(xp: Any, x: Any, f: Any, b: Any, dy: Any, cols: Any, stride: tuple[int, int],
                   pad: tuple[int, int, int, int], dilate: tuple[int, int],
                   ws: Workspace | None = None, key: Any = None,
-                  method: str | None = None, kern: Any = None) -> tuple[Any, Any, Any]:
+                  method: str | None = None, kern: Any = None,
+                  threads: HostThreads = SERIAL) -> tuple[Any, Any, Any]:
     """(dx, df, db) for :func:`conv_forward`; derivatives are summed over the batch.
 
     ``method`` forces a dX method (``"gemm"`` only where it applies, ``"tconv"`` and
     ``"implicit"`` only for stride 1, ``"col2im"`` always, ``"none"`` to skip dX and return
-    None); the default picks by :func:`dx_method`. ``kern``: compiled CPU kernels or None."""
+    None); the default picks by :func:`dx_method`. ``kern``: compiled CPU kernels or None;
+    ``threads``: host threads for the copies and scatters."""
     ws = NO_WORKSPACE if ws is None else ws
     n, h, w, c = x.shape
     fh, fw, fc, k = f.shape
@@ -421,7 +455,7 @@ def conv_backward(xp: Any, x: Any, f: Any, b: Any, dy: Any, cols: Any, stride: t
         else:
             df = xp.empty((fh * fw * c, k), dtype=dy.dtype)
             for i, (rows, block) in enumerate(patch_blocks(xp, x, fh, fw, dilate, stride, pad,
-                                                           ho, wo, ws)):
+                                                           ho, wo, ws, threads)):
                 gemm_accumulate(xp, df, block.T, dym[rows], i > 0)
             del block
             df = df.reshape(f.shape)
@@ -435,12 +469,12 @@ def conv_backward(xp: Any, x: Any, f: Any, b: Any, dy: Any, cols: Any, stride: t
             ff = xp.ascontiguousarray(f[::-1, ::-1].transpose(0, 1, 3, 2))
             dx = implicit_conv(xp, dym.reshape(dy.shape), ff,
                                _transposed_pad(f.shape, pad, dilate), dilate,
-                               ws.empty(xp, (key, "dx"), x.shape, dy.dtype), ws)
+                               ws.empty(xp, (key, "dx"), x.shape, dy.dtype), ws, threads)
         elif method == "tconv":
-            dx = _dx_tconv(xp, dym.reshape(dy.shape), f, x.shape, pad, ws, key)
+            dx = _dx_tconv(xp, dym.reshape(dy.shape), f, x.shape, pad, ws, key, threads)
         else:
             dx = _dx_col2im(xp, dym, f2, x.shape, f.shape, stride, pad, dilate, ho, wo, ws,
-                            key, kern)
+                            key, kern, threads)
         return dx, df, db
     if cols is None:
         cols = _patches(xp, x, fh, fw, stride, pad, dilate, ho, wo, ws)
@@ -518,12 +552,12 @@ class Conv(Layer):
 
     def forward(self, x: Any, w: list[Any], ctx: Context, aux: Any = None) -> tuple[Any, Any]:
         return conv_forward(ctx.xp, x, w[0], w[1], self.stride, self.pad, self.dilate,
-                            workspace_of(ctx), id(self))
+                            workspace_of(ctx), id(self), threads=ctx.backend.threads)
 
     def backward(self, x: Any, y: Any, aux: Any, w: list[Any], dy: Any,
                  ctx: Context) -> tuple[Any, list[Any]]:
         dx, df, db = conv_backward(ctx.xp, x, w[0], w[1], dy, aux, self.stride, self.pad,
                                    self.dilate, workspace_of(ctx), id(self),
                                    method=None if ctx.input_grad else "none",
-                                   kern=ctx.backend.kernels)
+                                   kern=ctx.backend.kernels, threads=ctx.backend.threads)
         return dx, [df, db]

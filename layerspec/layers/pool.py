@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ShapeError
+from ..hostthreads import SERIAL, HostThreads, split_rows
 from ..workspace import NO_WORKSPACE, Workspace, workspace_of
 from .base import Context, Layer, Shape, param, window
 from .conv import padded
@@ -72,13 +73,14 @@ class Pool(Layer):
 
     def forward(self, x: Any, w: list[Any], ctx: Context, aux: Any = None) -> tuple[Any, Any]:
         return pool_forward(ctx.xp, x, self.method, self.pool, self.stride, self.pad,
-                            workspace_of(ctx), id(self), kern=ctx.backend.kernels)
+                            workspace_of(ctx), id(self), kern=ctx.backend.kernels,
+                            threads=ctx.backend.threads)
 
     def backward(self, x: Any, y: Any, aux: Any, w: list[Any], dy: Any,
                  ctx: Context) -> tuple[Any, list[Any]]:
         return pool_backward(ctx.xp, x, y, aux, dy, self.method, self.pool, self.stride,
                              self.pad, workspace_of(ctx), id(self),
-                             kern=ctx.backend.kernels), []
+                             kern=ctx.backend.kernels, threads=ctx.backend.threads), []
 
 
 def _disjoint(pool: tuple[int, int], stride: tuple[int, int],
@@ -103,12 +105,14 @@ def counts(xp: Any, h: int, w: int, pool: tuple[int, int], stride: tuple[int, in
 
 def pool_forward(xp: Any, x: Any, method: str, pool: tuple[int, int], stride: tuple[int, int],
                  pad: tuple[int, int, int, int], ws: Workspace | None = None, key: Any = None,
-                 fast: bool = True, kern: Any = None) -> tuple[Any, Any]:
+                 fast: bool = True, kern: Any = None,
+                 threads: HostThreads = SERIAL) -> tuple[Any, Any]:
     """``(y, aux)``. Max: aux None (backward finds the first maximum again) or, with
     ``kern``, the position of each window's first maximum within its image (see
     :func:`layerspec.cpukernels.maxpool_forward`). Avg: aux the window counts (None with
     ``kern``). ``fast=False`` skips the separable max (the reference path); ``kern``:
-    compiled CPU kernels (``Backend.kernels``) or None."""
+    compiled CPU kernels (``Backend.kernels``) or None, run over parts of the batch on
+    ``threads``."""
     ws = NO_WORKSPACE if ws is None else ws
     n, h, wd, c = x.shape
     ho, wo = _out(h, wd, pool, stride, pad)
@@ -119,9 +123,11 @@ def pool_forward(xp: Any, x: Any, method: str, pool: tuple[int, int], stride: tu
         if method == "max":
             index = xp.int32 if h * wd * c < 2**31 else xp.int64
             arg = ws.empty(xp, (key, "arg"), (n, ho, wo, c), index)
-            kern.maxpool_forward(x, y, arg, ph, pw, sy, sx, pad[0], pad[2])
+            split_rows(threads, lambda x, y, arg: kern.maxpool_forward(
+                x, y, arg, ph, pw, sy, sx, pad[0], pad[2]), x, y, arg)
             return y, arg
-        kern.avgpool_forward(x, y, ph, pw, sy, sx, pad[0], pad[2])
+        split_rows(threads, lambda x, y: kern.avgpool_forward(x, y, ph, pw, sy, sx, pad[0],
+                                                              pad[2]), x, y)
         return y, None
     if method == "max":
         xpad = padded(xp, x, pad, ws, "xpad", -xp.inf)
@@ -161,7 +167,7 @@ def pool_forward(xp: Any, x: Any, method: str, pool: tuple[int, int], stride: tu
 def pool_backward(xp: Any, x: Any, y: Any, aux: Any, dy: Any, method: str,
                   pool: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int, int, int],
                   ws: Workspace | None = None, key: Any = None, fast: bool = True,
-                  kern: Any = None) -> Any:
+                  kern: Any = None, threads: HostThreads = SERIAL) -> Any:
     """dX. Max: the window's derivative goes to its first maximum in column-major scan order,
     found branch-free: ``r`` holds what is still to be placed (dY), and each offset in scan
     order takes ``t = r * [x == y]`` and leaves ``r - t`` (0 once placed) for the next.
@@ -175,9 +181,11 @@ def pool_backward(xp: Any, x: Any, y: Any, aux: Any, dy: Any, method: str,
         dy = xp.ascontiguousarray(dy)
         dx = ws.empty(xp, (key, "dx"), x.shape, dy.dtype)
         if method == "max":
-            kern.maxpool_backward(dy, aux, dx, ph, pw, sy, sx, pt, pl)
+            split_rows(threads, lambda dy, arg, dx: kern.maxpool_backward(
+                dy, arg, dx, ph, pw, sy, sx, pt, pl), dy, aux, dx)
         else:
-            kern.avgpool_backward(dy, dx, ph, pw, sy, sx, pt, pl)
+            split_rows(threads, lambda dy, dx: kern.avgpool_backward(
+                dy, dx, ph, pw, sy, sx, pt, pl), dy, dx)
         return dx
     if method != "max" and aux is None:
         aux = counts(xp, h, wd, pool, stride, pad, ho, wo, dy.dtype)
