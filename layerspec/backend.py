@@ -44,10 +44,12 @@ class Backend:
     def describe(self) -> str:
         """``name``, with the reason when ``auto`` chose it: ``cupy (auto: CuPy 14.2.0 on 1
         GPU(s))`` or ``numpy (auto: CuPy is not installed ...)``; NumPy says whether the
-        compiled kernels are in use."""
+        compiled kernels are in use and how many host threads it splits work over."""
         notes = [self.note] if self.note else []
         if self.kernels is not None:
             notes.append(self.kernels.description)
+        if self.threads.count > 1:
+            notes.append(f"{self.threads.count} host threads")
         return f"{self.name} ({'; '.join(notes)})" if notes else self.name
 
     @functools.cached_property

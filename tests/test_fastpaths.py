@@ -447,8 +447,10 @@ def test_numba_kernels_can_be_switched_off(monkeypatch):
     be_module.cpu_kernels.cache_clear()
     try:
         assert be_module.cpu_kernels() is None
-        fresh = be_module.Backend("numpy", np)
+        fresh = be_module.Backend("numpy", np, host_threads=1)
         assert fresh.kernels is None and fresh.describe() == "numpy"
+        two = be_module.Backend("numpy", np, host_threads=2)
+        assert two.describe() == "numpy (2 host threads)"
     finally:
         monkeypatch.delenv("LAYERSPEC_NUMBA")
         be_module.cpu_kernels.cache_clear()
