@@ -4,8 +4,8 @@ Layer code is written once against ``backend.xp`` (the array module). A :class:`
 also moves arrays between host and device, draws random numbers on its device, and hands
 the layers its optional fused kernels (``Backend.kernels``: :mod:`layerspec.cpukernels` or
 :mod:`layerspec.gpukernels`, modules with the same functions that only this module
-imports). :func:`is_host` and :func:`gemm_accumulate` are the two host/device questions
-the convolution asks.
+imports). :func:`is_host`, :func:`gemm_accumulate` and :func:`blas_threads_settable` are the
+host/device questions the convolution asks.
 """
 
 from __future__ import annotations
@@ -123,6 +123,17 @@ def gemm_accumulate(xp: Any, c: Any, a: Any, b: Any, accumulate: bool) -> None:
         c += a @ b
     else:
         xp.matmul(a, b, out=c)
+
+
+def blas_threads_settable(xp: Any) -> bool:
+    """Whether host code on ``xp`` can run NumPy's BLAS single-threaded for a while
+    (:func:`layerspec.hostblas.single_threaded`), so that its own threads each make BLAS
+    calls."""
+    if xp is not np:
+        return False
+    from . import hostblas  # noqa: PLC0415
+
+    return hostblas.threads_settable()
 
 
 def fast_accumulate(xp: Any) -> bool:

@@ -13,8 +13,10 @@ Where NumPy links some other BLAS (a distribution's NumPy, Accelerate, MKL),
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,8 @@ _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 
 @functools.cache
-def _library() -> tuple[Any, Any, Any] | None:
-    """``(sgemm, dgemm, integer type)`` of NumPy's bundled OpenBLAS, or None."""
+def _library() -> tuple[Any, Any, Any, Any] | None:
+    """``(sgemm, dgemm, integer type, library)`` of NumPy's bundled OpenBLAS, or None."""
     here = Path(np.__file__).resolve().parent
     candidates = sorted(here.parent.glob("numpy.libs/*openblas*")) + \
         sorted(here.glob(".dylibs/*openblas*"))
@@ -48,7 +50,7 @@ def _library() -> tuple[Any, Any, Any] | None:
                 fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, int_t, int_t, int_t,
                                real, ctypes.c_void_p, int_t, ctypes.c_void_p, int_t, real,
                                ctypes.c_void_p, int_t]
-            return sgemm, dgemm, int_t
+            return sgemm, dgemm, int_t, lib
     return None
 
 
@@ -88,3 +90,43 @@ def gemm(c: np.ndarray, a: np.ndarray, b: np.ndarray, beta: float) -> bool:
     fn(_ROW_MAJOR, la[0], lb[0], m, n, k, 1.0, a.ctypes.data, la[1], b.ctypes.data, lb[1],
        beta, c.ctypes.data, lc[1])
     return True
+
+
+@functools.cache
+def _thread_control() -> tuple[Any, Any] | None:
+    """``(get_num_threads, set_num_threads)`` of NumPy's bundled OpenBLAS, or None."""
+    lib = _library()
+    if lib is None:
+        return None
+    so = lib[3]
+    for prefix in ("scipy_openblas_", "openblas_"):
+        for suffix in ("64_", ""):
+            get = getattr(so, f"{prefix}get_num_threads{suffix}", None)
+            put = getattr(so, f"{prefix}set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                get.restype, get.argtypes = ctypes.c_int, []
+                put.restype, put.argtypes = None, [ctypes.c_int]
+                return get, put
+    return None
+
+
+def threads_settable() -> bool:
+    """Whether :func:`single_threaded` can change NumPy's BLAS threads."""
+    return _thread_control() is not None
+
+
+@contextlib.contextmanager
+def single_threaded() -> Iterator[bool]:
+    """NumPy's OpenBLAS runs each call on the calling thread meanwhile (so that several of
+    our threads can each make their own BLAS calls); yields whether that could be set."""
+    ctl = _thread_control()
+    if ctl is None:
+        yield False
+        return
+    get, put = ctl
+    before = get()
+    put(1)
+    try:
+        yield True
+    finally:
+        put(before)

@@ -84,15 +84,33 @@ class HostThreads:
         """Call ``fn(lo, hi)`` for contiguous parts ``[lo, hi)`` covering ``range(n)``,
         concurrently; ``nbytes`` (the data the whole range touches) decides how many parts
         (:meth:`parts`). Exceptions propagate after every part has finished."""
-        k = self.parts(n, nbytes)
+        self.run_parts(n, self.parts(n, nbytes), lambda part, lo, hi: fn(lo, hi))
+
+    def run_parts(self, n: int, parts: int, fn: Callable[[int, int, int], object],
+                  single_threaded_blas: bool = False) -> None:
+        """Call ``fn(part, lo, hi)`` for ``parts`` contiguous parts ``[lo, hi)`` of
+        ``range(n)`` (``part`` = 0, 1, ...; at most ``count`` of them), concurrently.
+        ``single_threaded_blas``: NumPy's BLAS runs one thread per call meanwhile (each part
+        makes its own BLAS calls; see :func:`layerspec.hostblas.single_threaded`)."""
+        k = max(1, min(parts, self.count, n))
         if k == 1:
-            fn(0, n)
+            fn(0, 0, n)
             return
         bounds = [n * i // k for i in range(k + 1)]
+        if single_threaded_blas:
+            from .hostblas import single_threaded  # noqa: PLC0415 - loads NumPy
+
+            with single_threaded():
+                self._run_split(bounds, fn)
+        else:
+            self._run_split(bounds, fn)
+
+    def _run_split(self, bounds: list[int], fn: Callable[[int, int, int], object]) -> None:
         pool = self._executor()
-        futures = [pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, k)]
+        futures = [pool.submit(fn, i, bounds[i], bounds[i + 1])
+                   for i in range(1, len(bounds) - 1)]
         try:
-            fn(bounds[0], bounds[1])
+            fn(0, bounds[0], bounds[1])
         finally:
             for f in futures:
                 f.exception()

@@ -1,7 +1,7 @@
 """Host threads (layerspec/hostthreads.py): the split covers every item once, errors reach
 the caller, a forked child gets working threads, the OpenBLAS spin setting is made only
-where it can take effect, and whole networks compute bit-identical results however the
-host work is split."""
+where it can take effect, BLAS runs single-threaded only inside a split, and whole networks
+compute the same numbers however the host work is split."""
 
 from __future__ import annotations
 
@@ -13,7 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from refcases import BASIC_CASES, LATER_CASES, load_case, run_simplenn, supports, to_host
+from refcases import (
+    BASIC_CASES,
+    DEFAULT_TOL,
+    LATER_CASES,
+    TOLERANCES,
+    load_case,
+    run_simplenn,
+    supports,
+    to_host,
+)
 
 from layerspec.backend import Backend
 from layerspec.hostthreads import HostThreads, default_thread_count, split_rows
@@ -111,12 +120,20 @@ def test_blas_spin_is_shortened_only_before_numpy_loads():
 
 CASES = [c for c in BASIC_CASES + LATER_CASES if c != "lrn_net" or supports("normalize")]
 
+#: entries that are zero in exact arithmetic (float noise): compared with an absolute
+#: tolerance only (tests/test_reference.py's ABSOLUTE_ONLY)
+NOISE = {"lenet_mnist_bn": {(1, 1), (4, 1)}}
+
 
 @pytest.mark.parametrize("kernels", [True, False], ids=["kernels", "generic"])
 @pytest.mark.parametrize("name", CASES)
-def test_split_host_work_gives_identical_results(name, kernels):
+def test_split_host_work_gives_the_same_numbers(name, kernels):
     """Every reference network, as the trainer runs it (conserve_memory), on one thread and
-    with all host work split into parts however small over 3 threads: the same bits."""
+    with all host work split into parts however small over 3 threads. Elementwise work and
+    copies split exactly; the convolutions' products then run per part of the batch and
+    their filter derivatives are summed part by part, which re-associates float32 sums:
+    the same numbers within float32 rounding (the MatConvNet reference tolerances; the
+    bnorm net's, whose batch statistics amplify rounding, is README (j)'s 2e-4)."""
     case = load_case(name)
     kw = {"labels": case.labels, "mode": case.mode, "dzdy": case.dzdy, "masks": case.masks,
           "conserve_memory": True}
@@ -124,8 +141,38 @@ def test_split_host_work_gives_identical_results(name, kernels):
     split = Backend("numpy", np, use_kernels=kernels, host_threads=3, split_min_bytes=0)
     a = run_simplenn(case.spec, case.x, backend=serial, **kw)
     b = run_simplenn(case.spec, case.x, backend=split, **kw)
-    np.testing.assert_array_equal(to_host(b[-1].x), to_host(a[-1].x))
-    np.testing.assert_array_equal(to_host(b[0].dzdx), to_host(a[0].dzdx))
+
+    rtol, atol = TOLERANCES.get(name, DEFAULT_TOL)
+
+    def close(got, ref, what, absolute=False):
+        got, ref = to_host(got), to_host(ref)
+        scale = 1.0 if absolute or not ref.size else float(np.abs(ref).max())
+        np.testing.assert_allclose(got, ref, rtol=0 if absolute else rtol, atol=atol * scale,
+                                   err_msg=f"{name}: {what}")
+
+    close(b[-1].x, a[-1].x, "loss")
+    close(b[0].dzdx, a[0].dzdx, "dzdx")
     for i in range(len(a) - 1):
-        for wa, wb in zip(a[i].dzdw, b[i].dzdw, strict=True):
-            np.testing.assert_array_equal(to_host(wb), to_host(wa), err_msg=f"dzdw[{i}]")
+        for j, (wa, wb) in enumerate(zip(a[i].dzdw, b[i].dzdw, strict=True)):
+            close(wb, wa, f"dzdw[{i}][{j}]", absolute=(i, j) in NOISE.get(name, ()))
+
+
+def test_blas_is_single_threaded_only_inside_a_split():
+    from layerspec import hostblas
+
+    if not hostblas.threads_settable():
+        pytest.skip("NumPy's BLAS threads cannot be set here")
+    get_threads = hostblas._thread_control()[0]  # OpenBLAS's own openblas_get_num_threads
+    before = get_threads()
+    seen = []
+    HostThreads(2).run_parts(4, 2, lambda p, lo, hi: seen.append(get_threads()),
+                             single_threaded_blas=True)
+    assert seen == [1, 1]
+    assert get_threads() == before
+
+    def fail(p, lo, hi):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        HostThreads(2).run_parts(4, 2, fail, single_threaded_blas=True)
+    assert get_threads() == before

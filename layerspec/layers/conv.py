@@ -27,12 +27,11 @@ Performance (NHWC, float32, every product through BLAS):
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..backend import fast_accumulate, gemm_accumulate, is_host
+from ..backend import blas_threads_settable, fast_accumulate, gemm_accumulate, is_host
 from ..errors import ShapeError
 from ..hostthreads import SERIAL, HostThreads, split_rows
 from ..workspace import NO_WORKSPACE, Workspace, block_bytes, workspace_of
@@ -102,6 +101,57 @@ def im2col(xp: Any, xpad: Any, fh: int, fw: int, dil: tuple[int, int], stride: t
     return out.reshape(n * ho * wo, fh * fw * c)
 
 
+def _block_plan(xp: Any, ho: int, wo: int, ncols: int, itemsize: int) -> tuple[int, int]:
+    """``(band, images)``: a block of patches is ``images`` whole images when ``band ==
+    ho``, else ``band`` output rows of one image — at most
+    :func:`~layerspec.workspace.block_bytes` (or one output row)."""
+    row_bytes = wo * ncols * itemsize   # patches of one output row
+    band = min(ho, max(1, block_bytes(xp) // max(row_bytes, 1)))
+    images = max(1, block_bytes(xp) // max(row_bytes * ho, 1)) if band == ho else 1
+    return band, images
+
+
+def block_buffer(xp: Any, ws: Workspace, tag: str, ho: int, wo: int, ncols: int,
+                 dtype: Any) -> Callable[[tuple[int, int]], Any]:
+    """A function giving block arrays of any shape up to the largest block of
+    :func:`padded_blocks`, all views of one scratch buffer ``tag`` (taken now, so that
+    threads need not touch the workspace)."""
+    band, images = _block_plan(xp, ho, wo, ncols, xp.dtype(dtype).itemsize)
+    rows = images * ho * wo if band == ho else band * wo
+    flat = ws.scratch(xp, tag, (rows * ncols,), dtype)
+    return lambda shape: flat[:shape[0] * shape[1]].reshape(shape)
+
+
+def padded_blocks(xp: Any, xpad: Any, fh: int, fw: int, dil: tuple[int, int],
+                  stride: tuple[int, int], ho: int, wo: int,
+                  buffer: Callable[[tuple[int, int]], Any],
+                  threads: HostThreads = SERIAL) -> Iterator[tuple[slice, Any]]:
+    """im2col of the padded input ``xpad`` in blocks (:func:`_block_plan`): yields ``(rows,
+    cols)``, where ``cols`` (an array from ``buffer(shape)``) holds the patches of the
+    output positions ``rows`` (a slice of the ``N*Ho*Wo`` positions of ``xpad``'s images,
+    in order). Each block overwrites the previous one."""
+    n, _, _, c = xpad.shape
+    ncols = fh * fw * c
+    band, images = _block_plan(xp, ho, wo, ncols, xpad.dtype.itemsize)
+    per_image = ho * wo
+    if band == ho:
+        for i0 in range(0, n, images):
+            i1 = min(n, i0 + images)
+            yield (slice(i0 * per_image, i1 * per_image),
+                   im2col(xp, xpad[i0:i1], fh, fw, dil, stride, ho, wo,
+                          out=buffer(((i1 - i0) * per_image, ncols)), threads=threads))
+        return
+    sy = stride[0]
+    for i in range(n):
+        for r0 in range(0, ho, band):
+            r1 = min(ho, r0 + band)
+            rows_in = xpad[i:i + 1, r0 * sy:(r1 - 1) * sy + (fh - 1) * dil[0] + 1]
+            start = i * per_image + r0 * wo
+            yield (slice(start, start + (r1 - r0) * wo),
+                   im2col(xp, rows_in, fh, fw, dil, stride, r1 - r0, wo,
+                          out=buffer(((r1 - r0) * wo, ncols)), threads=threads))
+
+
 def patch_blocks(xp: Any, x: Any, fh: int, fw: int, dil: tuple[int, int],
                  stride: tuple[int, int], pad: tuple[int, int, int, int], ho: int, wo: int,
                  ws: Workspace, threads: HostThreads = SERIAL) -> Iterator[tuple[slice, Any]]:
@@ -115,31 +165,37 @@ def patch_blocks(xp: Any, x: Any, fh: int, fw: int, dil: tuple[int, int],
 
     (A compiled im2col kernel was measured slower than this one strided copy: NumPy's copy
     loop already runs over ``FW*C``-float contiguous runs.)"""
-    n, _, _, c = x.shape
-    row_bytes = wo * fh * fw * c * x.dtype.itemsize   # patches of one output row
-    band = max(1, block_bytes(xp) // max(row_bytes, 1))
     xpad = padded(xp, x, pad, ws, "xpad", threads=threads)
-    band = min(ho, band)
-    images = max(1, block_bytes(xp) // max(row_bytes * ho, 1)) if band == ho else 1
-    sy = stride[0]
-    per_image = ho * wo
-    if band == ho:
-        for i0 in range(0, n, images):
-            i1 = min(n, i0 + images)
-            buf = ws.scratch(xp, "cols", ((i1 - i0) * per_image, fh * fw * c), x.dtype)
-            yield (slice(i0 * per_image, i1 * per_image),
-                   im2col(xp, xpad[i0:i1], fh, fw, dil, stride, ho, wo, out=buf,
-                          threads=threads))
-        return
-    for i in range(n):
-        for r0 in range(0, ho, band):
-            r1 = min(ho, r0 + band)
-            buf = ws.scratch(xp, "cols", ((r1 - r0) * wo, fh * fw * c), x.dtype)
-            rows_in = xpad[i:i + 1, r0 * sy:(r1 - 1) * sy + (fh - 1) * dil[0] + 1]
-            start = i * per_image + r0 * wo
-            yield (slice(start, start + (r1 - r0) * wo),
-                   im2col(xp, rows_in, fh, fw, dil, stride, r1 - r0, wo, out=buf,
-                          threads=threads))
+    yield from padded_blocks(xp, xpad, fh, fw, dil, stride, ho, wo,
+                             lambda shape: ws.scratch(xp, "cols", shape, x.dtype), threads)
+
+
+def image_parts(xp: Any, threads: HostThreads, n: int) -> int:
+    """In how many parts (of whole images) a host convolution runs, each on its own thread
+    making its own single-threaded BLAS calls: copies and products then overlap, and the
+    thin products of small layers run faster than one two-threaded product (lenet_cifar's
+    conv2 forward: 13.8 against 17.9 ms). 1 on a device, for one image, on one thread, or
+    where NumPy's BLAS threads cannot be set."""
+    if not is_host(xp) or threads.count < 2 or n < 2 or not blas_threads_settable(xp):
+        return 1
+    return min(threads.count, n)
+
+
+def _pad_part(xp: Any, x: Any, pad: tuple[int, int, int, int], xpad: Any, i0: int,
+              i1: int) -> Any:
+    """Images ``i0:i1`` of ``x`` padded into the same images of ``xpad`` (``x`` itself when
+    nothing is padded)."""
+    if xpad is x:
+        return x[i0:i1]
+    return pad_into(xp, x[i0:i1], pad, xpad[i0:i1])
+
+
+def _pad_buffer(xp: Any, x: Any, pad: tuple[int, int, int, int], ws: Workspace) -> Any:
+    """The scratch ``"xpad"`` for ``x`` padded (filled by :func:`_pad_part`), or ``x``."""
+    if not any(pad):
+        return x
+    n, h, w, c = x.shape
+    return ws.scratch(xp, "xpad", (n, h + pad[0] + pad[1], w + pad[2] + pad[3], c), x.dtype)
 
 
 def col2im(xp: Any, cols: Any, padded_shape: tuple[int, int, int, int], fh: int, fw: int,
@@ -220,20 +276,26 @@ def implicit_conv(xp: Any, x: Any, f: Any, pad: tuple[int, int, int, int],
     ``Ho x Wo`` corner (the other positions read across row or image ends and are dropped).
 
     ``f``: C-contiguous ``(FH, FW, C, K)``; ``out``: ``(N, Ho, Wo, K)``, written and
-    returned."""
+    returned. The images are split over ``threads`` (:func:`image_parts`): a kept position
+    reads only its own image, so each part's products need only its own rows."""
     n, h, w, c = x.shape
     fh, fw, _, k = f.shape
     hp, wp = h + pad[0] + pad[1], w + pad[2] + pad[3]
     ho, wo = out.shape[1:3]
-    rows = n * hp * wp
+    per_image = hp * wp
     xf = _flat_padded(xp, x, pad, (fh - 1) * dilate[0] * wp + (fw - 1) * dilate[1], ws,
                       "xflat", threads)
-    yf = ws.scratch(xp, "yflat", (rows, k), x.dtype)
-    for u in range(fh):
-        for v in range(fw):
-            off = u * dilate[0] * wp + v * dilate[1]
-            gemm_accumulate(xp, yf, xf[off:off + rows], f[u, v], u or v)
-    split_rows(threads, xp.copyto, out, yf.reshape(n, hp, wp, k)[:, :ho, :wo])
+    yf = ws.scratch(xp, "yflat", (n * per_image, k), x.dtype)
+
+    def part(_: int, i0: int, i1: int) -> None:
+        r0, r1 = i0 * per_image, i1 * per_image
+        for u in range(fh):
+            for v in range(fw):
+                off = u * dilate[0] * wp + v * dilate[1]
+                gemm_accumulate(xp, yf[r0:r1], xf[r0 + off:r1 + off], f[u, v], u or v)
+        out[i0:i1] = yf[r0:r1].reshape(i1 - i0, hp, wp, k)[:, :ho, :wo]
+
+    threads.run_parts(n, image_parts(xp, threads, n), part, single_threaded_blas=True)
     return out
 
 
@@ -292,6 +354,12 @@ def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
         elif fast and implicit_ok(xp, x.shape, f.shape, stride, pad, dilate):
             implicit_conv(xp, x, xp.ascontiguousarray(f), pad, dilate,
                           y.reshape(n, ho, wo, k), ws, threads)
+        elif (parts := image_parts(xp, threads, n)) > 1:
+            if ws.keep(n * ho * wo * fh * fw * c * x.dtype.itemsize):
+                cols = ws.empty(xp, (key, "cols"), (n * ho * wo, fh * fw * c), x.dtype)
+                kind = "kept"
+            _im2col_gemm_parts(xp, x, f2, y, fh, fw, dilate, stride, pad, ho, wo, ws, threads,
+                               parts, cols)
         elif is_host(xp) and ws.keep(n * ho * wo * fh * fw * c * x.dtype.itemsize):
             xpad = padded(xp, x, pad, ws, "xpad", threads=threads)
             cols = im2col(xp, xpad, fh, fw, dilate, stride, ho, wo,
@@ -319,6 +387,64 @@ def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
 
 
 
+def _im2col_gemm_parts(xp: Any, x: Any, f2: Any, out: Any, fh: int, fw: int,
+                       dil: tuple[int, int], stride: tuple[int, int],
+                       pad: tuple[int, int, int, int], ho: int, wo: int, ws: Workspace,
+                       threads: HostThreads, parts: int, cols: Any = None) -> None:
+    """``out`` ``(N*Ho*Wo, K)`` = patches of ``x`` times ``f2``, in ``parts`` parts of whole
+    images (:func:`image_parts`), each padding, copying and multiplying its own images in
+    cache-sized blocks on its own thread. ``cols`` ``(N*Ho*Wo, FH*FW*C)``: when given, the
+    patches are written there whole (kept for the backward pass) instead."""
+    n = x.shape[0]
+    per_image = ho * wo
+    xpad = _pad_buffer(xp, x, pad, ws)
+    buffers = [block_buffer(xp, ws, f"cols{p}", ho, wo, f2.shape[0], x.dtype)
+               for p in range(parts)] if cols is None else []
+
+    def part(p: int, i0: int, i1: int) -> None:
+        xpart = _pad_part(xp, x, pad, xpad, i0, i1)
+        r0, r1 = i0 * per_image, i1 * per_image
+        if cols is not None:
+            xp.matmul(im2col(xp, xpart, fh, fw, dil, stride, ho, wo, out=cols[r0:r1]), f2,
+                      out=out[r0:r1])
+            return
+        for rows, block in padded_blocks(xp, xpart, fh, fw, dil, stride, ho, wo, buffers[p]):
+            xp.matmul(block, f2, out=out[r0 + rows.start:r0 + rows.stop])
+
+    threads.run_parts(n, parts, part, single_threaded_blas=True)
+
+
+def _df_parts(xp: Any, x: Any, dym: Any, cols: Any, fh: int, fw: int, dil: tuple[int, int],
+              stride: tuple[int, int], pad: tuple[int, int, int, int], ho: int, wo: int,
+              ws: Workspace, threads: HostThreads, parts: int) -> Any:
+    """dF ``(FH*FW*C, K)`` = patches^T dY, each part of whole images summing its own
+    products (over ``cols`` when given, else over cache-sized blocks of patches rebuilt
+    from ``x``) on its own thread; the parts' sums are then added in order."""
+    n = x.shape[0]
+    ncols, k = fh * fw * x.shape[3], dym.shape[1]
+    per_image = ho * wo
+    sums = [ws.scratch(xp, f"df{p}", (ncols, k), dym.dtype) for p in range(parts)]
+    xpad = _pad_buffer(xp, x, pad, ws) if cols is None else None
+    buffers = [block_buffer(xp, ws, f"cols{p}", ho, wo, ncols, x.dtype)
+               for p in range(parts)] if cols is None else []
+
+    def part(p: int, i0: int, i1: int) -> None:
+        r0, r1 = i0 * per_image, i1 * per_image
+        if cols is not None:
+            gemm_accumulate(xp, sums[p], cols[r0:r1].T, dym[r0:r1], False)
+            return
+        xpart = _pad_part(xp, x, pad, xpad, i0, i1)
+        for i, (rows, block) in enumerate(padded_blocks(xp, xpart, fh, fw, dil, stride, ho,
+                                                        wo, buffers[p])):
+            gemm_accumulate(xp, sums[p], block.T, dym[r0 + rows.start:r0 + rows.stop], i > 0)
+
+    threads.run_parts(n, parts, part, single_threaded_blas=True)
+    df = xp.add(sums[0], sums[1])
+    for more in sums[2:]:
+        df += more
+    return df
+
+
 def _patches(xp: Any, x: Any, fh: int, fw: int, stride: tuple[int, int],
              pad: tuple[int, int, int, int], dilate: tuple[int, int], ho: int, wo: int,
              ws: Workspace) -> Any:
@@ -340,8 +466,12 @@ def _dx_tconv(xp: Any, dy: Any, f: Any, x_shape: tuple[int, ...],
     ff = xp.ascontiguousarray(f[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(fh * fw * k, c)
     dx = ws.empty(xp, (key, "dx"), (n * h * w, c), dy.dtype)
     q = _transposed_pad(f.shape, pad, (1, 1))
-    for rows, block in patch_blocks(xp, dy, fh, fw, (1, 1), (1, 1), q, h, w, ws, threads):
-        xp.matmul(block, ff, out=dx[rows])
+    parts = image_parts(xp, threads, n)
+    if parts > 1:
+        _im2col_gemm_parts(xp, dy, ff, dx, fh, fw, (1, 1), (1, 1), q, h, w, ws, threads, parts)
+    else:
+        for rows, block in patch_blocks(xp, dy, fh, fw, (1, 1), (1, 1), q, h, w, ws, threads):
+            xp.matmul(block, ff, out=dx[rows])
     return dx.reshape(n, h, w, c)
 
 
@@ -360,28 +490,24 @@ def _dx_col2im(xp: Any, dym: Any, f2: Any, x_shape: tuple[int, ...], f_shape: tu
     pt, pb, pl, pr = pad
     if kern is not None:
         dx = ws.empty(xp, (key, "dx"), (n, h, w, c), dym.dtype)
-        split_rows(threads, lambda d: d.fill(0), dx)
-        band = max(1, block_bytes(xp) // max(wo * fh * fw * c * dym.itemsize, 1))
-        if band >= ho:
-            band -= band % ho  # whole images per block: their scatters are disjoint
+        ncols = fh * fw * c
+        band, images = _block_plan(xp, ho, wo, ncols, dym.itemsize)
+        step = images * ho if band == ho else band  # output rows (n*Ho + i) per block
+        parts = image_parts(xp, threads, n)
+        buffers = [block_buffer(xp, ws, f"cols{p}", ho, wo, ncols, dym.dtype)
+                   for p in range(parts)]
 
-        def scatter(block: Any, g0: int, g1: int) -> None:
-            kern.col2im_rows(block, dx, g0, g1, ho, wo, fh, fw, stride[0], stride[1], pt, pl,
-                             dilate[0], dilate[1])
+        def part(p: int, i0: int, i1: int) -> None:
+            # GEMM into a cache-sized block, then the kernel's scatter-add, image by image
+            dx[i0:i1] = 0
+            for g0 in range(i0 * ho, i1 * ho, step):
+                g1 = min(i1 * ho, g0 + step)
+                block = buffers[p](((g1 - g0) * wo, ncols))
+                xp.matmul(dym[g0 * wo:g1 * wo], f2.T, out=block)
+                kern.col2im_rows(block, dx, g0, g1, ho, wo, fh, fw, stride[0], stride[1], pt,
+                                 pl, dilate[0], dilate[1])
 
-        def scatter_images(block: Any, g0: int, a: int, b: int) -> None:
-            """images ``a <= i < b`` of a block of whole images starting at row ``g0``"""
-            scatter(block[a * ho * wo:b * ho * wo], g0 + a * ho, g0 + b * ho)
-
-        for g0 in range(0, n * ho, band):
-            g1 = min(n * ho, g0 + band)
-            block = ws.scratch(xp, "cols", ((g1 - g0) * wo, fh * fw * c), dym.dtype)
-            xp.matmul(dym[g0 * wo:g1 * wo], f2.T, out=block)
-            if (g1 - g0) % ho or g0 % ho:  # a band of one image's rows: they overlap
-                scatter(block, g0, g1)
-            else:  # whole images: split them over the threads
-                threads.run((g1 - g0) // ho, block.nbytes, functools.partial(
-                    scatter_images, block, g0))
+        threads.run_parts(n, parts, part, single_threaded_blas=True)
         return dx
     dct = ws.scratch(xp, "dcolsT", (fh * fw * c, m), dym.dtype)
     xp.matmul(f2, dym.T, out=dct)
@@ -449,7 +575,12 @@ def conv_backward(xp: Any, x: Any, f: Any, b: Any, dy: Any, cols: Any, stride: t
     if g == 1:
         f2 = f.reshape(fh * fw * fc, k)
         method = method or dx_method(x.shape, f.shape, stride, pad, dilate, xp)
-        if cols is not None:
+        parts = image_parts(xp, threads, n)
+        if parts > 1:
+            df = _df_parts(xp, x, dym, None if cols is None else cols.reshape(-1, fh * fw * c),
+                           fh, fw, dilate, stride, pad, ho, wo, ws, threads,
+                           parts).reshape(f.shape)
+        elif cols is not None:
             # 1x1 or whole-input conv: the patch matrix is the input itself
             df = (cols.reshape(-1, fh * fw * c).T @ dym).reshape(f.shape)
         else:
