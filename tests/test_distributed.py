@@ -23,9 +23,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from layerspec import backend as backend_module
 from layerspec import distributed as dist
 from layerspec import runner
-from layerspec.backend import NUMPY
+from layerspec.backend import NUMPY, Backend
 from layerspec.checkpoint import find_latest, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -173,8 +174,13 @@ def mpirun(exe: str, n: int, spec: Path, out: Path, *extra: str, cwd: Path | Non
 
 
 def plain(spec: Path, out: Path, epochs: int | None = None) -> runner.RunResult:
-    return runner.run(spec, out=out, backend="numpy", epochs=epochs, progress="off",
-                      stdout=io.StringIO(), stderr=io.StringIO())
+    """An in-process run with one host thread, as the ranks have (``_env``): the number of
+    host threads decides how the filter derivatives' float32 sums are split."""
+    one_thread = Backend("numpy", np, host_threads=1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(backend_module, "NUMPY", one_thread)
+        return runner.run(spec, out=out, backend="numpy", epochs=epochs, progress="off",
+                          stdout=io.StringIO(), stderr=io.StringIO())
 
 
 def arrays(path: Path) -> dict[str, np.ndarray]:
