@@ -16,9 +16,10 @@ position ``(n, i, j)`` in that order and columns ordered ``(u, v, c)``, as
 :func:`layerspec.layers.conv.im2col` writes it; kernels take "global output rows"
 ``g = n*Ho + i`` so that a caller can work on a cache-sized band of rows at a time.
 
-The kernels are serial on purpose: OpenBLAS's worker threads keep spinning for a while
-after each GEMM, and parallel Numba regions between GEMMs fought them for the two cores
-(lenet_cifar's step went from 120 ms to 1.6 s with Numba's OpenMP layer).
+The kernels are serial loops over the batch, compiled ``nogil``: the layers split the
+batch over :class:`~layerspec.hostthreads.HostThreads` and call a kernel per part. (Numba's
+own parallel regions were tried first and fought OpenBLAS's spinning workers for the two
+cores: lenet_cifar's step went from 120 ms to 1.6 s with Numba's OpenMP layer.)
 """
 
 from __future__ import annotations

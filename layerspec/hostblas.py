@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,18 +116,39 @@ def threads_settable() -> bool:
     return _thread_control() is not None
 
 
-@contextlib.contextmanager
-def single_threaded() -> Iterator[bool]:
-    """NumPy's OpenBLAS runs each call on the calling thread meanwhile (so that several of
-    our threads can each make their own BLAS calls); yields whether that could be set."""
-    ctl = _thread_control()
-    if ctl is None:
-        yield False
-        return
-    get, put = ctl
-    before = get()
-    put(1)
-    try:
-        yield True
-    finally:
-        put(before)
+class _SingleThreadedBlas:
+    """Counts the callers that need NumPy's BLAS single-threaded. BLAS's thread count is one
+    setting of the whole process, so this mirrors it once per process: the first caller
+    saves the count and sets 1, the last one restores it (callers on several threads may
+    overlap)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved = 1
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[bool]:
+        ctl = _thread_control()
+        if ctl is None:
+            yield False
+            return
+        get, put = ctl
+        with self._lock:
+            if self._users == 0:
+                self._saved = get()
+                put(1)
+            self._users += 1
+        try:
+            yield True
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    put(self._saved)
+
+
+#: ``with single_threaded():`` NumPy's OpenBLAS runs each call on the calling thread
+#: meanwhile (so that several of our threads can each make their own BLAS calls); the
+#: context value says whether that could be set
+single_threaded = _SingleThreadedBlas()

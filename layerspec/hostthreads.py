@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -63,6 +64,7 @@ class HostThreads:
         self.min_bytes = min_bytes
         self._pool: ThreadPoolExecutor | None = None
         self._pid = 0
+        self._inside = threading.local()  # .active: this thread runs one of our parts
 
     def __repr__(self) -> str:
         return f"HostThreads({self.count})"
@@ -97,6 +99,12 @@ class HostThreads:
             fn(0, 0, n)
             return
         bounds = [n * i // k for i in range(k + 1)]
+        if getattr(self._inside, "active", False):
+            # called from one of our own workers: running the parts here, one after the
+            # other, cannot wait on a worker that is busy waiting for us
+            for i in range(k):
+                fn(i, bounds[i], bounds[i + 1])
+            return
         if single_threaded_blas:
             from .hostblas import single_threaded  # noqa: PLC0415 - loads NumPy
 
@@ -105,9 +113,17 @@ class HostThreads:
         else:
             self._run_split(bounds, fn)
 
+    def _as_worker(self, fn: Callable[[int, int, int], object], part: int, lo: int,
+                   hi: int) -> None:
+        self._inside.active = True
+        try:
+            fn(part, lo, hi)
+        finally:
+            self._inside.active = False
+
     def _run_split(self, bounds: list[int], fn: Callable[[int, int, int], object]) -> None:
         pool = self._executor()
-        futures = [pool.submit(fn, i, bounds[i], bounds[i + 1])
+        futures = [pool.submit(self._as_worker, fn, i, bounds[i], bounds[i + 1])
                    for i in range(1, len(bounds) - 1)]
         try:
             fn(0, bounds[0], bounds[1])

@@ -176,3 +176,33 @@ def test_blas_is_single_threaded_only_inside_a_split():
     with pytest.raises(RuntimeError):
         HostThreads(2).run_parts(4, 2, fail, single_threaded_blas=True)
     assert get_threads() == before
+
+
+def test_a_part_may_split_again_without_deadlock():
+    t = HostThreads(2, min_bytes=0)
+    hits = np.zeros(8, int)
+
+    def inner(lo, hi):
+        hits[lo:hi] += 1
+
+    def outer(p, lo, hi):
+        t.run(8, 1 << 30, lambda a, b: inner(a, b) if lo == 0 else None)
+
+    t.run_parts(2, 2, outer)
+    assert (hits == 1).all()
+
+
+def test_overlapping_single_threaded_sections_restore_blas_threads():
+    from layerspec import hostblas
+
+    if not hostblas.threads_settable():
+        pytest.skip("NumPy's BLAS threads cannot be set here")
+    get_threads = hostblas._thread_control()[0]
+    before = get_threads()
+    a, b = hostblas.single_threaded(), hostblas.single_threaded()
+    a.__enter__()
+    b.__enter__()
+    a.__exit__(None, None, None)   # the first leaves while the second is still inside
+    assert get_threads() == 1
+    b.__exit__(None, None, None)
+    assert get_threads() == before

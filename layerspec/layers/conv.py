@@ -21,6 +21,11 @@ Performance (NHWC, float32, every product through BLAS):
   block by block; generically transposed, ``(FH*FW*C, M)``, added per kernel offset into a
   channel-major padded gradient, so each add runs over whole image rows.
 * The bias derivative is a BLAS matrix-vector product.
+* With several host threads (``Backend.threads``) the batch is split into parts of whole
+  images (:func:`image_parts`), each padded, copied and multiplied on its own thread with
+  single-threaded BLAS calls: the copies no longer wait on one core, and thin products run
+  faster as two one-thread GEMMs than as one two-thread GEMM. dF is then summed part by part
+  (float32 sums re-associated: results depend on the thread count at rounding level).
 * Buffers come from the net's :class:`~layerspec.workspace.Workspace` (``ctx.workspace``)
   and are reused from step to step.
 """
