@@ -31,10 +31,13 @@ def kern(request):
 
 
 @pytest.fixture(params=["serial", "split"])
-def threads(request):
+def threads(request, monkeypatch):
     """Host work on the caller's thread, or split into parts however small over 3 threads
-    (uneven parts): the results must be the same."""
-    return SERIAL if request.param == "serial" else HostThreads(3, min_bytes=0)
+    (uneven parts, filter derivatives summed in parts too): the results must be the same."""
+    if request.param == "serial":
+        return SERIAL
+    monkeypatch.setattr(conv_module, "DF_PART_MIN_ROWS", 1)
+    return HostThreads(3, min_bytes=0)
 
 
 def backend_for(kern, threads) -> Backend:

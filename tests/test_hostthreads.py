@@ -26,6 +26,7 @@ from refcases import (
 
 from layerspec.backend import Backend
 from layerspec.hostthreads import HostThreads, default_thread_count, split_rows
+from layerspec.layers import conv as conv_module
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -127,13 +128,14 @@ NOISE = {"lenet_mnist_bn": {(1, 1), (4, 1)}}
 
 @pytest.mark.parametrize("kernels", [True, False], ids=["kernels", "generic"])
 @pytest.mark.parametrize("name", CASES)
-def test_split_host_work_gives_the_same_numbers(name, kernels):
+def test_split_host_work_gives_the_same_numbers(name, kernels, monkeypatch):
     """Every reference network, as the trainer runs it (conserve_memory), on one thread and
     with all host work split into parts however small over 3 threads. Elementwise work and
     copies split exactly; the convolutions' products then run per part of the batch and
     their filter derivatives are summed part by part, which re-associates float32 sums:
     the same numbers within float32 rounding (the MatConvNet reference tolerances; the
     bnorm net's, whose batch statistics amplify rounding, is README (j)'s 2e-4)."""
+    monkeypatch.setattr(conv_module, "DF_PART_MIN_ROWS", 1)
     case = load_case(name)
     kw = {"labels": case.labels, "mode": case.mode, "dzdy": case.dzdy, "masks": case.masks,
           "conserve_memory": True}
