@@ -272,7 +272,7 @@ def _flat_padded(xp: Any, x: Any, pad: tuple[int, int, int, int], slack: int, ws
 
 def implicit_conv(xp: Any, x: Any, f: Any, pad: tuple[int, int, int, int],
                   dilate: tuple[int, int], out: Any, ws: Workspace,
-                  threads: HostThreads = SERIAL) -> Any:
+                  threads: HostThreads = SERIAL, bias: Any = None) -> Any:
     """Stride-1 convolution without im2col: with ``x`` zero-padded and flattened to rows of
     ``C`` channels, the input of kernel offset ``(u, v)`` for *every* position of the padded
     grid is one contiguous slice, shifted by ``u*Wp + v`` rows. So ``y_full = sum_{u,v}
@@ -281,8 +281,9 @@ def implicit_conv(xp: Any, x: Any, f: Any, pad: tuple[int, int, int, int],
     ``Ho x Wo`` corner (the other positions read across row or image ends and are dropped).
 
     ``f``: C-contiguous ``(FH, FW, C, K)``; ``out``: ``(N, Ho, Wo, K)``, written and
-    returned. The images are split over ``threads`` (:func:`image_parts`): a kept position
-    reads only its own image, so each part's products need only its own rows."""
+    returned, plus ``bias`` ``(K,)`` when given (added as the corner is copied out). The
+    images are split over ``threads`` (:func:`image_parts`): a kept position reads only its
+    own image, so each part's products need only its own rows."""
     n, h, w, c = x.shape
     fh, fw, _, k = f.shape
     hp, wp = h + pad[0] + pad[1], w + pad[2] + pad[3]
@@ -298,7 +299,11 @@ def implicit_conv(xp: Any, x: Any, f: Any, pad: tuple[int, int, int, int],
             for v in range(fw):
                 off = u * dilate[0] * wp + v * dilate[1]
                 gemm_accumulate(xp, yf[r0:r1], xf[r0 + off:r1 + off], f[u, v], u or v)
-        out[i0:i1] = yf[r0:r1].reshape(i1 - i0, hp, wp, k)[:, :ho, :wo]
+        corner = yf[r0:r1].reshape(i1 - i0, hp, wp, k)[:, :ho, :wo]
+        if bias is None:
+            out[i0:i1] = corner
+        else:
+            xp.add(corner, bias, out=out[i0:i1])
 
     threads.run_parts(n, image_parts(xp, threads, n), part, single_threaded_blas=True)
     return out
@@ -340,6 +345,7 @@ def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
     (the reference for the 1x1 and whole-input fast paths); ``threads``: host threads for
     the copies and the bias (``Backend.threads``)."""
     ws = NO_WORKSPACE if ws is None else ws
+    bias = b if b is not None and b.size else None  # added where the output is written
     n, h, w, c = x.shape
     fh, fw, fc, k = f.shape
     g = c // fc
@@ -358,13 +364,15 @@ def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
             xp.matmul(cols, f2, out=y)
         elif fast and implicit_ok(xp, x.shape, f.shape, stride, pad, dilate):
             implicit_conv(xp, x, xp.ascontiguousarray(f), pad, dilate,
-                          y.reshape(n, ho, wo, k), ws, threads)
+                          y.reshape(n, ho, wo, k), ws, threads, bias)
+            bias = None
         elif (parts := image_parts(xp, threads, n)) > 1:
             if ws.keep(n * ho * wo * fh * fw * c * x.dtype.itemsize):
                 cols = ws.empty(xp, (key, "cols"), (n * ho * wo, fh * fw * c), x.dtype)
                 kind = "kept"
             _im2col_gemm_parts(xp, x, f2, y, fh, fw, dilate, stride, pad, ho, wo, ws, threads,
-                               parts, cols)
+                               parts, cols, bias)
+            bias = None
         elif is_host(xp) and ws.keep(n * ho * wo * fh * fw * c * x.dtype.itemsize):
             xpad = padded(xp, x, pad, ws, "xpad", threads=threads)
             cols = im2col(xp, xpad, fh, fw, dilate, stride, ho, wo,
@@ -386,8 +394,8 @@ def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
         cols_g = cols.reshape(m, fh * fw, g, fc).transpose(2, 0, 1, 3).reshape(g, m, fh * fw * fc)
         f_g = f.reshape(fh * fw * fc, g, kg).transpose(1, 0, 2)
         y = xp.matmul(cols_g, f_g).transpose(1, 0, 2).reshape(m, k)
-    if b is not None and b.size:
-        split_rows(threads, lambda y: xp.add(y, b, out=y), y)
+    if bias is not None:
+        split_rows(threads, lambda y: xp.add(y, bias, out=y), y)
     return y.reshape(n, ho, wo, k), cols if kind != "im2col" else None
 
 
@@ -395,8 +403,10 @@ def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
 def _im2col_gemm_parts(xp: Any, x: Any, f2: Any, out: Any, fh: int, fw: int,
                        dil: tuple[int, int], stride: tuple[int, int],
                        pad: tuple[int, int, int, int], ho: int, wo: int, ws: Workspace,
-                       threads: HostThreads, parts: int, cols: Any = None) -> None:
-    """``out`` ``(N*Ho*Wo, K)`` = patches of ``x`` times ``f2``, in ``parts`` parts of whole
+                       threads: HostThreads, parts: int, cols: Any = None,
+                       bias: Any = None) -> None:
+    """``out`` ``(N*Ho*Wo, K)`` = patches of ``x`` times ``f2`` (plus ``bias`` ``(K,)`` when
+    given, added to each block while it is in the cache), in ``parts`` parts of whole
     images (:func:`image_parts`), each padding, copying and multiplying its own images in
     cache-sized blocks on its own thread. ``cols`` ``(N*Ho*Wo, FH*FW*C)``: when given, the
     patches are written there whole (kept for the backward pass) instead."""
@@ -412,9 +422,14 @@ def _im2col_gemm_parts(xp: Any, x: Any, f2: Any, out: Any, fh: int, fw: int,
         if cols is not None:
             xp.matmul(im2col(xp, xpart, fh, fw, dil, stride, ho, wo, out=cols[r0:r1]), f2,
                       out=out[r0:r1])
+            if bias is not None:
+                out[r0:r1] += bias
             return
         for rows, block in padded_blocks(xp, xpart, fh, fw, dil, stride, ho, wo, buffers[p]):
-            xp.matmul(block, f2, out=out[r0 + rows.start:r0 + rows.stop])
+            y = out[r0 + rows.start:r0 + rows.stop]
+            xp.matmul(block, f2, out=y)
+            if bias is not None:
+                y += bias
 
     threads.run_parts(n, parts, part, single_threaded_blas=True)
 
