@@ -21,7 +21,7 @@ memory in use (CuPy's pool / ``torch.cuda.max_memory_allocated``).
 
 PyTorch is optional (benchmark only, never a layerspec dependency): without it only the
 layerspec columns are filled. Threads: PyTorch gets as many as NumPy's BLAS uses (threadpoolctl),
-or ``--threads N`` for both.
+or ``--threads N`` for both (and for layerspec's own host threads).
 
     python tools/bench.py                                  # numpy, all three workloads
     python tools/bench.py --workloads lenet_cifar --repeats 5
@@ -417,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"unknown workload {n!r}; choose from {', '.join(WORKLOADS)}")
 
     limiter = limit_threads(args.threads or None)  # noqa: F841 (kept alive)
+    if args.threads:  # layerspec's own host threads follow (read when first used)
+        os.environ["LAYERSPEC_THREADS"] = str(args.threads)
     threads = args.threads or blas_threads() or os.cpu_count() or 1
     child_side = args._child.split(":")[1] if args._child else None
     torch_ok = args.torch and child_side != "layerspec" and have_torch()
@@ -436,6 +438,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# layerspec bench: backend {args.backend}, threads {threads}, tf32 "
           f"{'on' if args.tf32 else 'off'}, repeats {args.repeats}")
     print(f"# numpy {np.__version__}; BLAS: {blas_kernel()}")
+    if args.backend == "numpy":
+        from layerspec.backend import NUMPY  # noqa: PLC0415
+
+        print(f"# layerspec backend: {NUMPY.describe()}; OPENBLAS_THREAD_TIMEOUT="
+              f"{os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'unset')}")
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS"):
         if var in os.environ:
             print(f"# {var}={os.environ[var]}")

@@ -399,7 +399,6 @@ def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
     return y.reshape(n, ho, wo, k), cols if kind != "im2col" else None
 
 
-
 def _im2col_gemm_parts(xp: Any, x: Any, f2: Any, out: Any, fh: int, fw: int,
                        dil: tuple[int, int], stride: tuple[int, int],
                        pad: tuple[int, int, int, int], ho: int, wo: int, ws: Workspace,
