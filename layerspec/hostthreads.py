@@ -4,9 +4,12 @@ ReLU, the col2im scatter and the SGD step.
 Only BLAS uses more than one core by itself; on the project's 2-core machine everything else
 (35-60 % of a lenet training step) ran on one core. :class:`HostThreads` splits such work by
 images (or by flat ranges) over a few threads: NumPy copies and ufunc loops release the GIL,
-and so do the compiled kernels (:mod:`layerspec.cpukernels`, ``nogil=True``). Every split is
-along an axis whose parts are computed independently, so the results are bit-identical to
-the serial ones (tests/test_hostthreads.py).
+and so do the compiled kernels (:mod:`layerspec.cpukernels`, ``nogil=True``) and BLAS.
+Elementwise work splits along an axis whose parts are computed independently (bit-identical
+to the serial result). Convolutions run whole pipelines per part of the batch with
+single-threaded BLAS calls (:meth:`HostThreads.run_parts`, ``layers/conv.py``); their filter
+derivatives are summed per part, so those depend on the thread count at float32-rounding
+level (tests/test_hostthreads.py holds them to the MatConvNet reference tolerances).
 
 OpenBLAS's own workers spin for about 2^28 cycles (~0.1 s) after each GEMM before they
 sleep, and spinning workers took the second core from these threads (a split im2col copy
@@ -65,16 +68,21 @@ class HostThreads:
         self._pool: ThreadPoolExecutor | None = None
         self._pid = 0
         self._inside = threading.local()  # .active: this thread runs one of our parts
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"HostThreads({self.count})"
 
     def _executor(self) -> ThreadPoolExecutor:
-        # a forked child inherits the executor object but not its threads: start new ones
-        if self._pool is None or self._pid != os.getpid():
-            self._pool = ThreadPoolExecutor(self.count - 1, thread_name_prefix="layerspec")
-            self._pid = os.getpid()
-        return self._pool
+        # a forked child inherits the executor object (and the lock, maybe held) but not
+        # their threads: it starts its own
+        if self._pid and self._pid != os.getpid():
+            self._lock = threading.Lock()
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():
+                self._pool = ThreadPoolExecutor(self.count - 1, thread_name_prefix="layerspec")
+                self._pid = os.getpid()
+            return self._pool
 
     def parts(self, n: int, nbytes: int) -> int:
         """How many parts ``n`` items of ``nbytes`` in all are split into."""
