@@ -208,3 +208,56 @@ def test_overlapping_single_threaded_sections_restore_blas_threads():
     assert get_threads() == 1
     b.__exit__(None, None, None)
     assert get_threads() == before
+
+
+def _random_geometries(count, seed=11):
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < count:
+        n = int(rng.integers(1, 6))
+        fh, fw = (int(v) for v in rng.integers(1, 5, 2))
+        dil = tuple(int(v) for v in rng.integers(1, 3, 2))
+        stride = tuple(int(v) for v in rng.integers(1, 4, 2))
+        pad = tuple(int(v) for v in rng.integers(0, 3, 4))
+        h, w = (int(v) for v in rng.integers(1, 12, 2))
+        c, k = (int(v) for v in rng.integers(1, 40, 2))
+        ho = (h + pad[0] + pad[1] - ((fh - 1) * dil[0] + 1)) // stride[0] + 1
+        wo = (w + pad[2] + pad[3] - ((fw - 1) * dil[1] + 1)) // stride[1] + 1
+        if ho >= 1 and wo >= 1:
+            out.append((n, h, w, c, fh, fw, k, stride, pad, dil))
+    return out
+
+
+@pytest.mark.parametrize("geom", _random_geometries(40))
+def test_conv_in_parts_matches_serial_on_random_geometries(geom, monkeypatch):
+    """Forward, dF, dB and dX of random convolutions (batch 1-5, any stride, dilation and
+    padding; tiny im2col blocks, so parts hold several blocks and bands) in float64: split
+    over 3 threads against one thread, every dX method."""
+    from layerspec.backend import cpu_kernels
+    from layerspec.layers.conv import conv_backward, conv_forward, dx_method
+    from layerspec.workspace import Workspace
+
+    monkeypatch.setattr(conv_module, "DF_PART_MIN_ROWS", 1)
+    monkeypatch.setattr(conv_module, "block_bytes", lambda xp: 2048)
+    n, h, w, c, fh, fw, k, stride, pad, dil = geom
+    rng = np.random.default_rng(abs(hash(geom)) % 2**32)
+    x = rng.standard_normal((n, h, w, c))
+    f = rng.standard_normal((fh, fw, c, k))
+    b = rng.standard_normal(k)
+    split = HostThreads(3, min_bytes=0)
+    y0, _ = conv_forward(np, x, f, b, stride, pad, dil)
+    y1, cols = conv_forward(np, x, f, b, stride, pad, dil, ws=Workspace(), key="c",
+                            threads=split)
+    np.testing.assert_allclose(y1, y0, rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y0.shape)
+    methods = ["col2im"]
+    if dx_method(x.shape, f.shape, stride, pad, dil, np) in ("tconv", "implicit"):
+        methods.append(None)
+    for kern in (None, cpu_kernels()):
+        for method in methods:
+            ref = conv_backward(np, x, f, b, dy, None, stride, pad, dil, method=method)
+            got = conv_backward(np, x, f, b, dy, cols, stride, pad, dil, ws=Workspace(),
+                                key="c", method=method, kern=kern, threads=split)
+            for a, e, what in zip(got, ref, ("dx", "df", "db"), strict=True):
+                np.testing.assert_allclose(a, e, rtol=1e-10, atol=1e-10,
+                                           err_msg=f"{what} {method} kern={kern is not None}")
