@@ -28,6 +28,7 @@ from bench import WORKLOADS, LayerspecRunner, Workload  # noqa: E402
 
 from layerspec import simplenn  # noqa: E402
 from layerspec.backend import NUMPY_GENERIC  # noqa: E402
+from layerspec.shapes import infer  # noqa: E402
 from layerspec.train import apply_update  # noqa: E402
 
 
@@ -66,14 +67,24 @@ def main(argv: list[str] | None = None) -> int:
     def ms(v: list[float]) -> float:
         return statistics.median(v) * 1e3
 
-    print(f"# {wl.name} batch {runner.x.shape[0]} on {net.backend.describe()}: "
+    batch = runner.x.shape[0]
+    infos = infer(net.layers, [[tuple(w.shape) for w in ws] for ws in net.host_weights()],
+                  tuple(net.spec.input))
+    print(f"# {wl.name} batch {batch} on {net.backend.describe()}: "
           f"median of {args.steps} steps")
-    print("| # | layer | forward ms | backward ms |")
-    print("|---|---|---|---|")
+    print("| # | layer | forward ms | backward ms | GFLOP/s forward / backward |")
+    print("|---|---|---|---|---|")
     for i, layer in enumerate(net.layers):
-        print(f"| {i} | {layer.type} {layer.name} | {ms(fwd[i]):.2f} | {ms(bwd[i]):.2f} |")
-    print(f"| | update | | {ms(update):.2f} |")
-    print(f"| | **step** | {sum(ms(v) for v in fwd):.1f} | {ms(total):.1f} total |")
+        rate = ""
+        if layer.type in ("conv", "convt") and min(ms(fwd[i]), ms(bwd[i])) > 0:
+            gflop = infos[i].flops * batch / 1e9
+            # backward: dF, plus dX except for the first layer (the trainer skips it)
+            back = gflop * (2 if i else 1)
+            rate = f"{gflop / ms(fwd[i]) * 1e3:.0f} / {back / ms(bwd[i]) * 1e3:.0f}"
+        print(f"| {i} | {layer.type} {layer.name} | {ms(fwd[i]):.2f} | {ms(bwd[i]):.2f} | "
+              f"{rate} |")
+    print(f"| | update | | {ms(update):.2f} | |")
+    print(f"| | **step** | {sum(ms(v) for v in fwd):.1f} | {ms(total):.1f} total | |")
     return 0
 
 
