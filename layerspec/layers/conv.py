@@ -280,7 +280,8 @@ def implicit_conv(xp: Any, x: Any, f: Any, pad: tuple[int, int, int, int],
     dimension C), computed over the whole padded grid, and ``y`` is its top-left
     ``Ho x Wo`` corner (the other positions read across row or image ends and are dropped).
 
-    ``f``: C-contiguous ``(FH, FW, C, K)``; ``out``: ``(N, Ho, Wo, K)``, written and
+    ``f``: ``(FH, FW, C, K)``, each ``f[u, v]`` a row- or column-major matrix (the flipped,
+    transposed filters of dX are a view); ``out``: ``(N, Ho, Wo, K)``, written and
     returned, plus ``bias`` ``(K,)`` when given (added as the corner is copied out). The
     images are split over ``threads`` (:func:`image_parts`): a kept position reads only its
     own image, so each part's products need only its own rows."""
@@ -441,7 +442,7 @@ DF_PART_MIN_ROWS = 256
 
 def _df_parts(xp: Any, x: Any, dym: Any, cols: Any, fh: int, fw: int, dil: tuple[int, int],
               stride: tuple[int, int], pad: tuple[int, int, int, int], ho: int, wo: int,
-              ws: Workspace, threads: HostThreads, parts: int) -> Any:
+              ws: Workspace, key: Any, threads: HostThreads, parts: int) -> Any:
     """dF ``(FH*FW*C, K)`` = patches^T dY, each part of whole images summing its own
     products (over ``cols`` when given, else over cache-sized blocks of patches rebuilt
     from ``x``) on its own thread; the parts' sums are then added in order."""
@@ -464,9 +465,10 @@ def _df_parts(xp: Any, x: Any, dym: Any, cols: Any, fh: int, fw: int, dil: tuple
             gemm_accumulate(xp, sums[p], block.T, dym[r0 + rows.start:r0 + rows.stop], i > 0)
 
     threads.run_parts(n, parts, part, single_threaded_blas=True)
-    df = xp.add(sums[0], sums[1])
+    df = ws.empty(xp, (key, "df"), (ncols, k), dym.dtype)
+    split_rows(threads, lambda d, a, b: xp.add(a, b, out=d), df, sums[0], sums[1])
     for more in sums[2:]:
-        df += more
+        split_rows(threads, lambda d, s: xp.add(d, s, out=d), df, more)
     return df
 
 
@@ -570,11 +572,29 @@ def dx_method(x_shape: tuple[int, ...], f_shape: tuple[int, ...], stride: tuple[
     return "col2im"
 
 
-def bias_grad(xp: Any, dym: Any, ws: Workspace, key: Any) -> Any:
-    """Sum of ``dym`` ``(M, K)`` over its rows, as a matrix-vector product (BLAS)."""
-    ones = ws.empty(xp, (key, "ones"), (dym.shape[0],), dym.dtype)
+def _row_parts(xp: Any, threads: HostThreads, out: Any) -> int:
+    """Parts (bands of rows of ``out``, one thread each) for a product whose output is
+    ``out``; 1 where BLAS's threads cannot be set."""
+    if not blas_threads_settable(xp):
+        return 1
+    return threads.parts(out.shape[0], out.nbytes)
+
+
+def bias_grad(xp: Any, dym: Any, ws: Workspace, key: Any,
+              threads: HostThreads = SERIAL) -> Any:
+    """Sum of ``dym`` ``(M, K)`` over its rows, as matrix-vector products (BLAS): one, or
+    one per part of the rows on ``threads``, whose sums are then added."""
+    m, k = dym.shape
+    ones = ws.empty(xp, (key, "ones"), (m,), dym.dtype)
     ones.fill(1)
-    return ones @ dym
+    parts = threads.parts(m, dym.nbytes) if blas_threads_settable(xp) else 1
+    if parts == 1:
+        return ones @ dym
+    sums = ws.scratch(xp, "db", (parts, k), dym.dtype)
+    threads.run_parts(m, parts, lambda p, lo, hi: xp.matmul(ones[lo:hi], dym[lo:hi],
+                                                            out=sums[p]),
+                      single_threaded_blas=True)
+    return sums.sum(axis=0)
 
 
 def conv_backward(xp: Any, x: Any, f: Any, b: Any, dy: Any, cols: Any, stride: tuple[int, int],
@@ -595,7 +615,7 @@ def conv_backward(xp: Any, x: Any, f: Any, b: Any, dy: Any, cols: Any, stride: t
     _, ho, wo, _ = dy.shape
     m = n * ho * wo
     dym = xp.ascontiguousarray(dy).reshape(m, k)
-    db = bias_grad(xp, dym, ws, key) if b is not None and b.size else \
+    db = bias_grad(xp, dym, ws, key, threads) if b is not None and b.size else \
         xp.zeros((0,), dtype=dy.dtype)
     if g == 1:
         f2 = f.reshape(fh * fw * fc, k)
@@ -603,11 +623,17 @@ def conv_backward(xp: Any, x: Any, f: Any, b: Any, dy: Any, cols: Any, stride: t
         parts = min(image_parts(xp, threads, n), m // DF_PART_MIN_ROWS)
         if parts > 1:
             df = _df_parts(xp, x, dym, None if cols is None else cols.reshape(-1, fh * fw * c),
-                           fh, fw, dilate, stride, pad, ho, wo, ws, threads,
+                           fh, fw, dilate, stride, pad, ho, wo, ws, key, threads,
                            parts).reshape(f.shape)
         elif cols is not None:
-            # 1x1 or whole-input conv: the patch matrix is the input itself
-            df = (cols.reshape(-1, fh * fw * c).T @ dym).reshape(f.shape)
+            # 1x1, whole-input or kept patches, few positions: each thread computes a band
+            # of dF's rows (no partial sums)
+            cm = cols.reshape(-1, fh * fw * c)
+            df = ws.empty(xp, (key, "df"), (cm.shape[1], k), dy.dtype)
+            threads.run_parts(cm.shape[1], _row_parts(xp, threads, df), lambda p, lo, hi:
+                              xp.matmul(cm[:, lo:hi].T, dym, out=df[lo:hi]),
+                              single_threaded_blas=True)
+            df = df.reshape(f.shape)
         else:
             df = xp.empty((fh * fw * c, k), dtype=dy.dtype)
             for i, (rows, block) in enumerate(patch_blocks(xp, x, fh, fw, dilate, stride, pad,
@@ -622,7 +648,7 @@ def conv_backward(xp: Any, x: Any, f: Any, b: Any, dy: Any, cols: Any, stride: t
             xp.matmul(dym.reshape(cols.shape[0], -1), f2.T, out=dx)
             return dx.reshape(x.shape), df, db
         if method == "implicit":
-            ff = xp.ascontiguousarray(f[::-1, ::-1].transpose(0, 1, 3, 2))
+            ff = f[::-1, ::-1].transpose(0, 1, 3, 2)  # a view: BLAS reads each ff[u, v]
             dx = implicit_conv(xp, dym.reshape(dy.shape), ff,
                                _transposed_pad(f.shape, pad, dilate), dilate,
                                ws.empty(xp, (key, "dx"), x.shape, dy.dtype), ws, threads)
