@@ -114,7 +114,9 @@ def check_res(check: Checker, res, ref_x, ref_dzdx, ref_dzdw, *, absolute=(),
 
 
 def _label(name, backend):
-    """The case's row in the reference table (tests/test_gpu.py runs these on "cupy")."""
+    """The case's row in the reference table (tests/test_gpu.py runs these on "cupy",
+    tests/test_device_paths.py on Backend objects)."""
+    backend = getattr(backend, "name", backend)
     return name if backend == "numpy" else f"{name} [{backend}]"
 
 

@@ -116,13 +116,13 @@ def _block_plan(xp: Any, ho: int, wo: int, ncols: int, itemsize: int) -> tuple[i
     return band, images
 
 
-def block_buffer(xp: Any, ws: Workspace, tag: str, ho: int, wo: int, ncols: int,
+def block_buffer(xp: Any, ws: Workspace, tag: str, n: int, ho: int, wo: int, ncols: int,
                  dtype: Any) -> Callable[[tuple[int, int]], Any]:
     """A function giving block arrays of any shape up to the largest block of
-    :func:`padded_blocks`, all views of one scratch buffer ``tag`` (taken now, so that
-    threads need not touch the workspace)."""
-    band, images = _block_plan(xp, ho, wo, ncols, xp.dtype(dtype).itemsize)
-    rows = images * ho * wo if band == ho else band * wo
+    :func:`padded_blocks` over ``n`` images, all views of one scratch buffer ``tag`` (taken
+    now, so that threads need not touch the workspace). ``dtype``: an array's ``dtype``."""
+    band, images = _block_plan(xp, ho, wo, ncols, dtype.itemsize)
+    rows = min(images, n) * ho * wo if band == ho else band * wo
     flat = ws.scratch(xp, tag, (rows * ncols,), dtype)
     return lambda shape: flat[:shape[0] * shape[1]].reshape(shape)
 
@@ -413,7 +413,8 @@ def _im2col_gemm_parts(xp: Any, x: Any, f2: Any, out: Any, fh: int, fw: int,
     n = x.shape[0]
     per_image = ho * wo
     xpad = _pad_buffer(xp, x, pad, ws)
-    buffers = [block_buffer(xp, ws, f"cols{p}", ho, wo, f2.shape[0], x.dtype)
+    most = -(-n // parts)  # images in the largest part
+    buffers = [block_buffer(xp, ws, f"cols{p}", most, ho, wo, f2.shape[0], x.dtype)
                for p in range(parts)] if cols is None else []
 
     def part(p: int, i0: int, i1: int) -> None:
@@ -451,7 +452,8 @@ def _df_parts(xp: Any, x: Any, dym: Any, cols: Any, fh: int, fw: int, dil: tuple
     per_image = ho * wo
     sums = [ws.scratch(xp, f"df{p}", (ncols, k), dym.dtype) for p in range(parts)]
     xpad = _pad_buffer(xp, x, pad, ws) if cols is None else None
-    buffers = [block_buffer(xp, ws, f"cols{p}", ho, wo, ncols, x.dtype)
+    most = -(-n // parts)  # images in the largest part
+    buffers = [block_buffer(xp, ws, f"cols{p}", most, ho, wo, ncols, x.dtype)
                for p in range(parts)] if cols is None else []
 
     def part(p: int, i0: int, i1: int) -> None:
@@ -521,7 +523,8 @@ def _dx_col2im(xp: Any, dym: Any, f2: Any, x_shape: tuple[int, ...], f_shape: tu
         band, images = _block_plan(xp, ho, wo, ncols, dym.itemsize)
         step = images * ho if band == ho else band  # output rows (n*Ho + i) per block
         parts = image_parts(xp, threads, n)
-        buffers = [block_buffer(xp, ws, f"cols{p}", ho, wo, ncols, dym.dtype)
+        most = -(-n // parts)  # images in the largest part
+        buffers = [block_buffer(xp, ws, f"cols{p}", most, ho, wo, ncols, dym.dtype)
                    for p in range(parts)]
 
         def part(p: int, i0: int, i1: int) -> None:
