@@ -6,9 +6,11 @@ compute the same numbers however the host work is split."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +85,16 @@ def test_a_forked_child_starts_its_own_threads():
         hits = np.zeros(4, int)
         t.run(4, 1 << 30, lambda lo, hi: hits.__setitem__(slice(lo, hi), 1))
         os._exit(0 if hits.all() else 1)
-    _, status = os.waitpid(pid, 0)
+    deadline = time.monotonic() + 60
+    while True:  # never hang the suite: a stuck child is killed and reported
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child did not finish its split within 60 s")
+        time.sleep(0.01)
     assert os.waitstatus_to_exitcode(status) == 0
 
 
