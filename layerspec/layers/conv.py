@@ -76,12 +76,8 @@ def padded(xp: Any, x: Any, pad: tuple[int, int, int, int], ws: Workspace, tag: 
            value: float = 0.0, threads: HostThreads = SERIAL) -> Any:
     """``x`` padded (``x`` itself when every pad is 0), in the workspace's scratch ``tag``
     (drop it before the layer returns)."""
-    t, b, l, r = pad
-    if not (t or b or l or r):
-        return x
-    n, h, w, c = x.shape
-    out = ws.scratch(xp, tag, (n, h + t + b, w + l + r, c), x.dtype)
-    return pad_into(xp, x, pad, out, value, threads)
+    out = _pad_buffer(xp, x, pad, ws, tag)
+    return x if out is x else pad_into(xp, x, pad, out, value, threads)
 
 
 def im2col(xp: Any, xpad: Any, fh: int, fw: int, dil: tuple[int, int], stride: tuple[int, int],
@@ -116,15 +112,20 @@ def _block_plan(xp: Any, ho: int, wo: int, ncols: int, itemsize: int) -> tuple[i
     return band, images
 
 
-def block_buffer(xp: Any, ws: Workspace, tag: str, n: int, ho: int, wo: int, ncols: int,
-                 dtype: Any) -> Callable[[tuple[int, int]], Any]:
-    """A function giving block arrays of any shape up to the largest block of
-    :func:`padded_blocks` over ``n`` images, all views of one scratch buffer ``tag`` (taken
-    now, so that threads need not touch the workspace). ``dtype``: an array's ``dtype``."""
+def block_buffers(xp: Any, ws: Workspace, n: int, parts: int, ho: int, wo: int, ncols: int,
+                  dtype: Any) -> list[Callable[[tuple[int, int]], Any]]:
+    """One block buffer per part of ``n`` images: a function giving block arrays of any
+    shape up to the largest block of :func:`padded_blocks` over the part's images, all views
+    of the scratch buffer ``"cols<part>"`` (taken now, so that threads need not touch the
+    workspace). ``dtype``: an array's ``dtype``."""
     band, images = _block_plan(xp, ho, wo, ncols, dtype.itemsize)
-    rows = min(images, n) * ho * wo if band == ho else band * wo
-    flat = ws.scratch(xp, tag, (rows * ncols,), dtype)
-    return lambda shape: flat[:shape[0] * shape[1]].reshape(shape)
+    most = -(-n // parts)  # images in the largest part
+    rows = min(images, most) * ho * wo if band == ho else band * wo
+
+    def buffer(flat: Any) -> Callable[[tuple[int, int]], Any]:
+        return lambda shape: flat[:shape[0] * shape[1]].reshape(shape)
+
+    return [buffer(ws.scratch(xp, f"cols{p}", (rows * ncols,), dtype)) for p in range(parts)]
 
 
 def padded_blocks(xp: Any, xpad: Any, fh: int, fw: int, dil: tuple[int, int],
@@ -195,12 +196,14 @@ def _pad_part(xp: Any, x: Any, pad: tuple[int, int, int, int], xpad: Any, i0: in
     return pad_into(xp, x[i0:i1], pad, xpad[i0:i1])
 
 
-def _pad_buffer(xp: Any, x: Any, pad: tuple[int, int, int, int], ws: Workspace) -> Any:
-    """The scratch ``"xpad"`` for ``x`` padded (filled by :func:`_pad_part`), or ``x``."""
+def _pad_buffer(xp: Any, x: Any, pad: tuple[int, int, int, int], ws: Workspace,
+                tag: str = "xpad") -> Any:
+    """The scratch ``tag`` shaped for ``x`` padded (unfilled: :func:`pad_into` or
+    :func:`_pad_part` fill it), or ``x`` itself when nothing is padded."""
     if not any(pad):
         return x
     n, h, w, c = x.shape
-    return ws.scratch(xp, "xpad", (n, h + pad[0] + pad[1], w + pad[2] + pad[3], c), x.dtype)
+    return ws.scratch(xp, tag, (n, h + pad[0] + pad[1], w + pad[2] + pad[3], c), x.dtype)
 
 
 def col2im(xp: Any, cols: Any, padded_shape: tuple[int, int, int, int], fh: int, fw: int,
@@ -413,9 +416,8 @@ def _im2col_gemm_parts(xp: Any, x: Any, f2: Any, out: Any, fh: int, fw: int,
     n = x.shape[0]
     per_image = ho * wo
     xpad = _pad_buffer(xp, x, pad, ws)
-    most = -(-n // parts)  # images in the largest part
-    buffers = [block_buffer(xp, ws, f"cols{p}", most, ho, wo, f2.shape[0], x.dtype)
-               for p in range(parts)] if cols is None else []
+    buffers = block_buffers(xp, ws, n, parts, ho, wo, f2.shape[0], x.dtype) \
+        if cols is None else []
 
     def part(p: int, i0: int, i1: int) -> None:
         xpart = _pad_part(xp, x, pad, xpad, i0, i1)
@@ -452,9 +454,7 @@ def _df_parts(xp: Any, x: Any, dym: Any, cols: Any, fh: int, fw: int, dil: tuple
     per_image = ho * wo
     sums = [ws.scratch(xp, f"df{p}", (ncols, k), dym.dtype) for p in range(parts)]
     xpad = _pad_buffer(xp, x, pad, ws) if cols is None else None
-    most = -(-n // parts)  # images in the largest part
-    buffers = [block_buffer(xp, ws, f"cols{p}", most, ho, wo, ncols, x.dtype)
-               for p in range(parts)] if cols is None else []
+    buffers = block_buffers(xp, ws, n, parts, ho, wo, ncols, x.dtype) if cols is None else []
 
     def part(p: int, i0: int, i1: int) -> None:
         r0, r1 = i0 * per_image, i1 * per_image
@@ -523,9 +523,7 @@ def _dx_col2im(xp: Any, dym: Any, f2: Any, x_shape: tuple[int, ...], f_shape: tu
         band, images = _block_plan(xp, ho, wo, ncols, dym.itemsize)
         step = images * ho if band == ho else band  # output rows (n*Ho + i) per block
         parts = image_parts(xp, threads, n)
-        most = -(-n // parts)  # images in the largest part
-        buffers = [block_buffer(xp, ws, f"cols{p}", most, ho, wo, ncols, dym.dtype)
-                   for p in range(parts)]
+        buffers = block_buffers(xp, ws, n, parts, ho, wo, ncols, dym.dtype)
 
         def part(p: int, i0: int, i1: int) -> None:
             # GEMM into a cache-sized block, then the kernel's scatter-add, image by image
@@ -575,12 +573,13 @@ def dx_method(x_shape: tuple[int, ...], f_shape: tuple[int, ...], stride: tuple[
     return "col2im"
 
 
-def _row_parts(xp: Any, threads: HostThreads, out: Any) -> int:
-    """Parts (bands of rows of ``out``, one thread each) for a product whose output is
-    ``out``; 1 where BLAS's threads cannot be set."""
+def _row_parts(xp: Any, threads: HostThreads, a: Any) -> int:
+    """Parts (bands of rows of ``a``, one thread each, making single-threaded BLAS calls)
+    for a product that writes or reads ``a`` by rows; 1 where BLAS's threads cannot be
+    set."""
     if not blas_threads_settable(xp):
         return 1
-    return threads.parts(out.shape[0], out.nbytes)
+    return threads.parts(a.shape[0], a.nbytes)
 
 
 def bias_grad(xp: Any, dym: Any, ws: Workspace, key: Any,
@@ -590,7 +589,7 @@ def bias_grad(xp: Any, dym: Any, ws: Workspace, key: Any,
     m, k = dym.shape
     ones = ws.empty(xp, (key, "ones"), (m,), dym.dtype)
     ones.fill(1)
-    parts = threads.parts(m, dym.nbytes) if blas_threads_settable(xp) else 1
+    parts = _row_parts(xp, threads, dym)
     if parts == 1:
         return ones @ dym
     sums = ws.scratch(xp, "db", (parts, k), dym.dtype)
