@@ -329,24 +329,24 @@ _DAGNN_TYPES: dict[str, tuple[str, dict[str, str]]] = {
 _DAGNN_METRICS = frozenset({"classerror", "topkerror", "binaryerror"})
 
 
-def _names(v: Any) -> list[str] | None:
-    if isinstance(v, str):
+def _list_of(v: Any, kind: type) -> list[Any] | None:
+    """A loaded Matlab value as a list of ``kind`` items: a lone item, an empty array or a
+    list of them (scipy.io's three ways of giving a cell or struct array); None otherwise."""
+    if isinstance(v, kind):
         return [v]
     if isinstance(v, np.ndarray) and v.size == 0:
         return []
-    if isinstance(v, list) and all(isinstance(e, str) for e in v):
+    if isinstance(v, list) and all(isinstance(e, kind) for e in v):
         return v
     return None
+
+
+def _names(v: Any) -> list[str] | None:
+    return _list_of(v, str)
 
 
 def _struct_list(v: Any) -> list[dict[str, Any]] | None:
-    if isinstance(v, dict):
-        return [v]
-    if isinstance(v, np.ndarray) and v.size == 0:
-        return []
-    if isinstance(v, list) and all(isinstance(e, dict) for e in v):
-        return v
-    return None
+    return _list_of(v, dict)
 
 
 def simplenn_from_dagnn(net: dict[str, Any], *, file: str | None = None) -> dict[str, Any]:
