@@ -27,12 +27,19 @@ from __future__ import annotations
 import numba
 from numba import njit
 
+from . import directconv as _directconv
+
 __all__ = ["col2im_rows", "maxpool_forward", "maxpool_backward", "avgpool_forward",
            "avgpool_backward", "relu_backward", "relu_backward_in_place", "sgd_momentum",
-           "description"]
+           "direct_conv", "description"]
+
+#: the register-tiled direct convolution (:mod:`layerspec.directconv`, compiled through
+#: Numba's llvmlite) where this host supports it, else None
+direct_conv = _directconv if _directconv.supported() else None
 
 #: what ``Backend.describe()`` says about these kernels
-description: str = f"Numba {numba.__version__} kernels"
+description: str = f"Numba {numba.__version__} kernels" + \
+    (" + AVX-512 direct conv" if direct_conv is not None else "")
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -25,7 +25,10 @@ import cupy
 
 __all__ = ["col2im_rows", "maxpool_forward", "maxpool_backward", "avgpool_forward",
            "avgpool_backward", "relu_backward", "relu_backward_in_place", "sgd_momentum",
-           "description"]
+           "direct_conv", "description"]
+
+#: no direct convolution kernel on the device (the CPU one is :mod:`layerspec.directconv`)
+direct_conv = None
 
 #: what ``Backend.describe()`` says about these kernels
 description: str = "layerspec CUDA kernels"

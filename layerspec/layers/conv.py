@@ -275,19 +275,23 @@ def _flat_padded(xp: Any, x: Any, pad: tuple[int, int, int, int], slack: int, ws
 
 def implicit_conv(xp: Any, x: Any, f: Any, pad: tuple[int, int, int, int],
                   dilate: tuple[int, int], out: Any, ws: Workspace,
-                  threads: HostThreads = SERIAL, bias: Any = None) -> Any:
+                  threads: HostThreads = SERIAL, bias: Any = None, kern: Any = None) -> Any:
     """Stride-1 convolution without im2col: with ``x`` zero-padded and flattened to rows of
     ``C`` channels, the input of kernel offset ``(u, v)`` for *every* position of the padded
     grid is one contiguous slice, shifted by ``u*Wp + v`` rows. So ``y_full = sum_{u,v}
     X[shift(u,v)] @ F[u,v]`` (``FH*FW`` BLAS products accumulated in place, inner
     dimension C), computed over the whole padded grid, and ``y`` is its top-left
     ``Ho x Wo`` corner (the other positions read across row or image ends and are dropped).
+    Where the compiled kernels offer :mod:`layerspec.directconv` and it applies (float32,
+    ``K`` a multiple of 64, AVX-512), its register-tiled kernel computes ``y`` from the
+    same padded rows instead, output rows only, without the products' packing.
 
     ``f``: ``(FH, FW, C, K)``, each ``f[u, v]`` a row- or column-major matrix (the flipped,
     transposed filters of dX are a view); ``out``: ``(N, Ho, Wo, K)``, written and
     returned, plus ``bias`` ``(K,)`` when given (added as the corner is copied out). The
     images are split over ``threads`` (:func:`image_parts`): a kept position reads only its
-    own image, so each part's products need only its own rows."""
+    own image, so each part's products need only its own rows. ``kern``: the compiled CPU
+    kernels or None."""
     n, h, w, c = x.shape
     fh, fw, _, k = f.shape
     hp, wp = h + pad[0] + pad[1], w + pad[2] + pad[3]
@@ -295,6 +299,17 @@ def implicit_conv(xp: Any, x: Any, f: Any, pad: tuple[int, int, int, int],
     per_image = hp * wp
     xf = _flat_padded(xp, x, pad, (fh - 1) * dilate[0] * wp + (fw - 1) * dilate[1], ws,
                       "xflat", threads)
+    direct = getattr(kern, "direct_conv", None)
+    if direct is not None and direct.applies(x, k) and out.flags.c_contiguous:
+        packed = direct.pack_filters(f, ws.scratch(xp, "fpacked", direct.packed_shape(f.shape),
+                                                   x.dtype))
+
+        def tiles(_: int, i0: int, i1: int) -> None:
+            direct.conv_images(xf[i0 * per_image:], hp, wp, packed, f.shape, dilate,
+                               out[i0:i1], bias)
+
+        threads.run_parts(n, image_parts(xp, threads, n), tiles)
+        return out
     yf = ws.scratch(xp, "yflat", (n * per_image, k), x.dtype)
 
     def part(_: int, i0: int, i1: int) -> None:
@@ -337,7 +352,8 @@ def implicit_dx_ok(xp: Any, x_shape: tuple[int, ...], f_shape: tuple[int, ...],
 def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
                  pad: tuple[int, int, int, int], dilate: tuple[int, int],
                  ws: Workspace | None = None, key: Any = None,
-                 fast: bool = True, threads: HostThreads = SERIAL) -> tuple[Any, Any]:
+                 fast: bool = True, threads: HostThreads = SERIAL,
+                 kern: Any = None) -> tuple[Any, Any]:
     """y = conv(x, f) + b. Returns ``(y, cols)``: ``cols`` is the patch matrix when it is a
     view of ``x`` (1x1 and whole-input convs), or small enough for the workspace's keep
     budget (:meth:`~layerspec.workspace.Workspace.keep`: lenet_cifar's conv1/conv3), kept for
@@ -347,7 +363,8 @@ def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
 
     ``ws``/``key``: where to take (and keep) buffers; ``fast=False`` forces the im2col path
     (the reference for the 1x1 and whole-input fast paths); ``threads``: host threads for
-    the copies and the bias (``Backend.threads``)."""
+    the copies and the bias (``Backend.threads``); ``kern``: the compiled CPU kernels or
+    None (:func:`implicit_conv` may use their direct convolution)."""
     ws = NO_WORKSPACE if ws is None else ws
     bias = b if b is not None and b.size else None  # added where the output is written
     n, h, w, c = x.shape
@@ -368,7 +385,7 @@ def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
             xp.matmul(cols, f2, out=y)
         elif fast and implicit_ok(xp, x.shape, f.shape, stride, pad, dilate):
             implicit_conv(xp, x, xp.ascontiguousarray(f), pad, dilate,
-                          y.reshape(n, ho, wo, k), ws, threads, bias)
+                          y.reshape(n, ho, wo, k), ws, threads, bias, kern)
             bias = None
         elif (parts := image_parts(xp, threads, n)) > 1:
             if ws.keep(n * ho * wo * fh * fw * c * x.dtype.itemsize):
@@ -653,7 +670,8 @@ def conv_backward(xp: Any, x: Any, f: Any, b: Any, dy: Any, cols: Any, stride: t
             ff = f[::-1, ::-1].transpose(0, 1, 3, 2)  # a view: BLAS reads each ff[u, v]
             dx = implicit_conv(xp, dym.reshape(dy.shape), ff,
                                _transposed_pad(f.shape, pad, dilate), dilate,
-                               ws.empty(xp, (key, "dx"), x.shape, dy.dtype), ws, threads)
+                               ws.empty(xp, (key, "dx"), x.shape, dy.dtype), ws, threads,
+                               kern=kern)
         elif method == "tconv":
             dx = _dx_tconv(xp, dym.reshape(dy.shape), f, x.shape, pad, ws, key, threads)
         else:
@@ -736,7 +754,8 @@ class Conv(Layer):
 
     def forward(self, x: Any, w: list[Any], ctx: Context, aux: Any = None) -> tuple[Any, Any]:
         return conv_forward(ctx.xp, x, w[0], w[1], self.stride, self.pad, self.dilate,
-                            workspace_of(ctx), id(self), threads=ctx.backend.threads)
+                            workspace_of(ctx), id(self), threads=ctx.backend.threads,
+                            kern=ctx.backend.kernels)
 
     def backward(self, x: Any, y: Any, aux: Any, w: list[Any], dy: Any,
                  ctx: Context) -> tuple[Any, list[Any]]:

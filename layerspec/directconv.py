@@ -1,0 +1,297 @@
+"""Direct stride-1 convolution on the host: a register-blocked float32 microkernel written in
+LLVM IR and compiled for this CPU through llvmlite (the code generator Numba ships with).
+
+Why: on seed320's 5x5 layers the per-offset OpenBLAS products of
+:func:`layerspec.layers.conv.implicit_conv` (inner dimension C = 64-128, 25 accumulating
+GEMMs) reach 105-125 GFLOP/s on one core of the project's machine, whose sgemm peaks near
+160: with only 64 output columns, OpenBLAS spends a large share of each product packing the
+big operand. This kernel never packs the input. It keeps a tile of ``R`` output positions x 64
+output channels (``R x 4`` AVX-512 registers) in registers for the whole sum over
+``(u, v, c)``: per step it broadcasts ``R`` input values and loads one packed 64-wide filter
+row. Measured on one core (``tools/profile_layers.py``): 140-145 GFLOP/s on those layers,
+with no work wasted on the padding columns (tiles run along output rows) and the bias
+added as the accumulators start.
+
+Layout (as :func:`~layerspec.layers.conv.implicit_conv`): ``x`` zero-padded and flattened to
+rows of C channels (``(rows, C)``, each image ``Hp x Wp`` rows), output ``(N, Ho, Wo, K)``.
+Output position ``(n, i, j)`` reads the ``FH*FW*C`` inputs at flat element
+``((n*Hp + i)*Wp + j)*C + xo[k]``, ``xo[(u, v, c)] = (u*dy*Wp + v*dx)*C + c``. The filters
+are packed as ``(K/64, FH*FW*C, 64)``: chunk ``q`` holds output channels ``64q .. 64q+63``.
+
+Each output is ``bias + sum_k x*f`` summed in ``k`` order with fused multiply-adds in
+float32 (a plain sequential dot product, like one BLAS inner block): results differ from
+the BLAS path at float32-rounding level (tests/test_directconv.py). Only float32, ``K``
+divisible by 64, and hosts with AVX-512 (:func:`supported`); everything else keeps the BLAS
+path. ``LAYERSPEC_DIRECT_CONV=0`` turns the kernel off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import threading
+from typing import Any
+
+import numpy as np
+
+#: output channels per register tile (4 AVX-512 vectors of 16 floats)
+LANES, VECTORS = 16, 4
+CHUNK = LANES * VECTORS
+#: tile heights (output positions) the kernel is compiled for; a layer takes the one that
+#: covers its output rows with the least recomputation (24 accumulators at 6 rows)
+TILE_ROWS = (6, 5, 4)
+#: most packed filter rows (x 256 bytes) one pass over the tiles keeps hot: larger sums are
+#: split into blocks of whole kernel offsets that accumulate into the output
+K_BLOCK = 2048
+
+_MODE_ZERO, _MODE_ACCUMULATE, _MODE_BIAS = 0, 1, 2
+_compile_lock = threading.Lock()
+
+
+def _kernel_ir(rows: int) -> str:
+    """LLVM IR of ``tile(y, ldy, ys, x, xs, sr, ntiles, xo, G, groups, w, bias, mode)``: for
+    each tile ``t < ntiles`` and row ``r < rows``, with ``Y = y + ys[t] + r*ldy`` (64 floats)
+    and ``X = x + xs[t] + r*sr``: ``Y`` = 0, ``bias[0:64]`` or itself (``mode`` 0, 2, 1),
+    then for each group ``g < groups``, ``Y += sum_{k in group g} X[xo[k]] * w[64k:64k+64]``
+    (``G`` terms a group, summed in registers from zero, as a BLAS product per kernel offset
+    does before it adds into its output)."""
+    vt = f"<{LANES} x float>"
+    acc = [(r, j) for r in range(rows) for j in range(VECTORS)]
+    out: list[str] = []
+    a = out.append
+    a(f"declare {vt} @llvm.fma.v{LANES}f32({vt}, {vt}, {vt})")
+    a(f"define void @tile(float* noalias %y, i64 %ldy, i64* noalias %ys, float* noalias %x, "
+      f"i64* noalias %xs, i64 %sr, i64 %ntiles, i64* noalias %xo, i64 %G, i64 %groups, "
+      f"float* noalias %w, float* noalias %bias, i64 %mode) nounwind {{")
+    a("entry:")
+    a("  %none = icmp eq i64 %ntiles, 0")
+    a("  %nogroups = icmp eq i64 %groups, 0")
+    a("  %emptyg = icmp eq i64 %G, 0")
+    a("  %nothing0 = or i1 %none, %nogroups")
+    a("  %nothing = or i1 %nothing0, %emptyg")
+    a("  br i1 %nothing, label %exit, label %tile")
+    a("tile:")
+    a("  %t = phi i64 [0, %entry], [%tnext, %tileend]")
+    a("  %ysp = getelementptr i64, i64* %ys, i64 %t")
+    a("  %y0 = load i64, i64* %ysp")
+    a("  %xsp = getelementptr i64, i64* %xs, i64 %t")
+    a("  %x0 = load i64, i64* %xsp")
+    a("  %xt = getelementptr float, float* %x, i64 %x0")
+    for r, j in acc:
+        a(f"  %yr{r}_{j} = mul i64 {r}, %ldy")
+        a(f"  %yq{r}_{j} = add i64 %yr{r}_{j}, {j * LANES}")
+        a(f"  %yi{r}_{j} = add i64 %y0, %yq{r}_{j}")
+        a(f"  %yf{r}_{j} = getelementptr float, float* %y, i64 %yi{r}_{j}")
+        a(f"  %yp{r}_{j} = bitcast float* %yf{r}_{j} to {vt}*")
+    a("  switch i64 %mode, label %fromzero [i64 1, label %group i64 2, label %frombias]")
+    a("frombias:")
+    for j in range(VECTORS):
+        a(f"  %bf{j} = getelementptr float, float* %bias, i64 {j * LANES}")
+        a(f"  %bp{j} = bitcast float* %bf{j} to {vt}*")
+        a(f"  %b{j} = load {vt}, {vt}* %bp{j}, align 4")
+    for r, j in acc:
+        a(f"  store {vt} %b{j}, {vt}* %yp{r}_{j}, align 4")
+    a("  br label %group")
+    a("fromzero:")
+    for r, j in acc:
+        a(f"  store {vt} zeroinitializer, {vt}* %yp{r}_{j}, align 4")
+    a("  br label %group")
+    a("group:")
+    a("  %g = phi i64 [0, %tile], [0, %frombias], [0, %fromzero], [%gnext, %groupend]")
+    a("  %k0 = mul i64 %g, %G")
+    a("  br label %step")
+    a("step:")
+    a("  %kk = phi i64 [0, %group], [%kknext, %step]")
+    for r, j in acc:
+        a(f"  %c{r}_{j} = phi {vt} [zeroinitializer, %group], [%n{r}_{j}, %step]")
+    a("  %k = add i64 %k0, %kk")
+    a("  %xop = getelementptr i64, i64* %xo, i64 %k")
+    a("  %xk = load i64, i64* %xop")
+    for r in range(rows):
+        a(f"  %xr{r} = mul i64 %sr, {r}")
+        a(f"  %xi{r} = add i64 %xr{r}, %xk")
+        a(f"  %xp{r} = getelementptr float, float* %xt, i64 %xi{r}")
+        a(f"  %xv{r} = load float, float* %xp{r}")
+        a(f"  %xe{r} = insertelement {vt} undef, float %xv{r}, i32 0")
+        a(f"  %xb{r} = shufflevector {vt} %xe{r}, {vt} undef, <{LANES} x i32> zeroinitializer")
+    a(f"  %wk = mul i64 %k, {CHUNK}")
+    for j in range(VECTORS):
+        a(f"  %wi{j} = add i64 %wk, {j * LANES}")
+        a(f"  %wf{j} = getelementptr float, float* %w, i64 %wi{j}")
+        a(f"  %wp{j} = bitcast float* %wf{j} to {vt}*")
+        a(f"  %wv{j} = load {vt}, {vt}* %wp{j}, align 4")
+    for r, j in acc:
+        a(f"  %n{r}_{j} = call {vt} @llvm.fma.v{LANES}f32({vt} %xb{r}, {vt} %wv{j}, "
+          f"{vt} %c{r}_{j})")
+    a("  %kknext = add i64 %kk, 1")
+    a("  %more = icmp ult i64 %kknext, %G")
+    a("  br i1 %more, label %step, label %groupend")
+    a("groupend:")
+    for r, j in acc:
+        a(f"  %o{r}_{j} = load {vt}, {vt}* %yp{r}_{j}, align 4")
+        a(f"  %s{r}_{j} = fadd {vt} %o{r}_{j}, %n{r}_{j}")
+        a(f"  store {vt} %s{r}_{j}, {vt}* %yp{r}_{j}, align 4")
+    a("  %gnext = add i64 %g, 1")
+    a("  %gmore = icmp ult i64 %gnext, %groups")
+    a("  br i1 %gmore, label %group, label %tileend")
+    a("tileend:")
+    a("  %tnext = add i64 %t, 1")
+    a("  %tmore = icmp ult i64 %tnext, %ntiles")
+    a("  br i1 %tmore, label %tile, label %exit")
+    a("exit:")
+    a("  ret void")
+    a("}")
+    return "\n".join(out)
+
+
+_SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
+                              ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                              ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+                              ctypes.c_void_p, ctypes.c_int64)
+
+
+@functools.cache
+def _llvm() -> Any:
+    """``llvmlite.binding`` initialised for this host, or None when it does not import."""
+    try:
+        import llvmlite.binding as llvm  # noqa: PLC0415 - optional, comes with Numba
+    except ImportError:
+        return None
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    return llvm
+
+
+@functools.cache
+def supported() -> bool:
+    """Whether the kernel can run here: llvmlite imports, the CPU has AVX-512F, and
+    ``LAYERSPEC_DIRECT_CONV`` is not ``0``."""
+    if os.environ.get("LAYERSPEC_DIRECT_CONV", "1") == "0":
+        return False
+    llvm = _llvm()
+    if llvm is None:
+        return False
+    try:
+        return bool(llvm.get_host_cpu_features().get("avx512f", False))
+    except RuntimeError:  # llvmlite cannot read this host's features
+        return False
+
+
+class _Compiled:
+    """One compiled tile kernel; holds the engine that owns its machine code."""
+
+    def __init__(self, rows: int) -> None:
+        llvm = _llvm()
+        module = llvm.parse_assembly(_kernel_ir(rows))
+        module.verify()
+        machine = llvm.Target.from_default_triple().create_target_machine(
+            cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
+            opt=3)
+        self._engine = llvm.create_mcjit_compiler(module, machine)
+        self._engine.finalize_object()
+        self.call = _SIGNATURE(self._engine.get_function_address("tile"))
+
+
+@functools.cache
+def _kernel(rows: int) -> _Compiled:
+    with _compile_lock:
+        return _Compiled(rows)
+
+
+def applies(x: np.ndarray, k: int) -> bool:
+    """Whether :func:`conv_images` computes a convolution of ``x`` (float32 host array)
+    with ``k`` output channels on this machine."""
+    return x.dtype == np.float32 and k % CHUNK == 0 and k > 0 and supported()
+
+
+def packed_shape(fshape: tuple[int, ...]) -> tuple[int, int, int]:
+    """Shape of :func:`pack_filters`' result for filters of shape ``(FH, FW, C, K)``."""
+    fh, fw, c, k = fshape
+    return (k // CHUNK, fh * fw * c, CHUNK)
+
+
+def pack_filters(f: Any, out: np.ndarray | None = None) -> np.ndarray:
+    """``f`` ``(FH, FW, C, K)`` (any strides) as ``(K/64, FH*FW*C, 64)`` contiguous float32."""
+    fh, fw, c, k = f.shape
+    packed = np.empty(packed_shape(f.shape), np.float32) if out is None else out
+    np.copyto(packed, np.asarray(f).reshape(fh * fw * c, k // CHUNK, CHUNK).transpose(1, 0, 2))
+    return packed
+
+
+def tile_rows(wo: int) -> int:
+    """The tile height for output rows of ``wo`` positions: the fewest positions computed
+    (tiles cover a row; the last one overlaps its neighbour), then the tallest tile."""
+    if wo < min(TILE_ROWS):
+        return wo
+    return min(TILE_ROWS, key=lambda r: (-(-wo // r) * r, -r))
+
+
+@functools.cache
+def _offsets(fh: int, fw: int, c: int, wp: int, dil: tuple[int, int]) -> np.ndarray:
+    """``xo[(u, v, ch)] = (u*dil_y*Wp + v*dil_x)*C + ch``, int64."""
+    u = np.arange(fh).reshape(fh, 1, 1) * dil[0] * wp
+    v = np.arange(fw).reshape(1, fw, 1) * dil[1]
+    ch = np.arange(c).reshape(1, 1, c)
+    offsets = ((u + v) * c + ch).reshape(-1).astype(np.int64)
+    offsets.flags.writeable = False
+    return offsets
+
+
+def _tile_starts(images: int, ho: int, wo: int, rows: int, hp: int, wp: int, c: int,
+                 k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Element offsets of each tile's first output (into ``(images, Ho, Wo, K)``) and first
+    input (into the flat padded images) for tiles of ``rows`` positions along each row."""
+    cols = np.arange(0, wo, rows)
+    cols[-1] = wo - rows  # the last tile ends at the row's end, overlapping if it must
+    n = np.arange(images).reshape(-1, 1, 1)
+    i = np.arange(ho).reshape(1, -1, 1)
+    j = cols.reshape(1, 1, -1)
+    ys = (((n * ho + i) * wo + j) * k).reshape(-1).astype(np.int64)
+    xs = (((n * hp + i) * wp + j) * c).reshape(-1).astype(np.int64)
+    return ys, xs
+
+
+def conv_images(xflat: np.ndarray, hp: int, wp: int, packed: np.ndarray,
+                fshape: tuple[int, int, int, int], dil: tuple[int, int], out: np.ndarray,
+                bias: np.ndarray | None = None) -> None:
+    """``out`` ``(N, Ho, Wo, K)`` = stride-1 convolution of the N images whose zero-padded
+    ``Hp x Wp`` grids start ``xflat`` ``(rows, C)`` with the filters ``packed`` by
+    :func:`pack_filters` (``fshape`` is their ``(FH, FW, C, K)``), plus ``bias`` ``(K,)``
+    when given; ``Ho = Hp - (FH-1)*dil_y``, ``Wo`` likewise (every input a tile reads lies
+    in its image's padded grid). All float32 and C-contiguous (checked: the kernel works on
+    raw addresses). Runs on the calling thread, without the GIL."""
+    fh, fw, c, k = fshape
+    images, ho, wo, _ = out.shape
+    arrays = (out, xflat, packed)
+    if not all(a.dtype == np.float32 and a.flags.c_contiguous for a in arrays) \
+            or out.shape[3] != k or k % CHUNK or xflat.shape[1] != c \
+            or xflat.shape[0] < images * hp * wp \
+            or packed.shape != (k // CHUNK, fh * fw * c, CHUNK) \
+            or ho != hp - (fh - 1) * dil[0] or wo != wp - (fw - 1) * dil[1] \
+            or (bias is not None and bias.size != k):
+        raise ValueError("conv_images: arrays do not match the geometry "
+                         f"(out {out.shape}, x {xflat.shape}, packed {packed.shape}, "
+                         f"filters {fshape}, padded {hp}x{wp})")
+    if images == 0 or ho == 0 or wo == 0:
+        return
+    rows = tile_rows(wo)
+    kernel = _kernel(rows)
+    ys, xs = _tile_starts(images, ho, wo, rows, hp, wp, c, k)
+    offsets = _offsets(fh, fw, c, wp, dil)
+    groups = fh * fw  # one group of C terms per kernel offset
+    per_block = max(1, K_BLOCK // c)
+    bias32 = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
+    y_addr, x_addr = out.ctypes.data, xflat.ctypes.data
+    for q in range(k // CHUNK):
+        for g0 in range(0, groups, per_block):
+            if g0:
+                mode, b_addr = _MODE_ACCUMULATE, None
+            elif bias32 is None:
+                mode, b_addr = _MODE_ZERO, None
+            else:
+                mode, b_addr = _MODE_BIAS, bias32.ctypes.data + 4 * q * CHUNK
+            kernel.call(y_addr + 4 * q * CHUNK, k, ys.ctypes.data, x_addr, xs.ctypes.data, c,
+                        ys.size, offsets.ctypes.data + 8 * g0 * c, c,
+                        min(per_block, groups - g0),
+                        packed[q].ctypes.data + 4 * g0 * c * CHUNK, b_addr, mode)
