@@ -61,9 +61,9 @@ def _kernel_ir(rows: int) -> str:
     out: list[str] = []
     a = out.append
     a(f"declare {vt} @llvm.fma.v{LANES}f32({vt}, {vt}, {vt})")
-    a(f"define void @tile(float* noalias %y, i64 %ldy, i64* noalias %ys, float* noalias %x, "
-      f"i64* noalias %xs, i64 %sr, i64 %ntiles, i64* noalias %xo, i64 %G, i64 %groups, "
-      f"float* noalias %w, float* noalias %bias, i64 %mode) nounwind {{")
+    a("define void @tile(float* noalias %y, i64 %ldy, i64* noalias %ys, float* noalias %x, "
+      "i64* noalias %xs, i64 %sr, i64 %ntiles, i64* noalias %xo, i64 %G, i64 %groups, "
+      "float* noalias %w, float* noalias %bias, i64 %mode) nounwind {")
     a("entry:")
     a("  %none = icmp eq i64 %ntiles, 0")
     a("  %nogroups = icmp eq i64 %groups, 0")
@@ -199,10 +199,22 @@ def _kernel(rows: int) -> _Compiled:
         return _Compiled(rows)
 
 
-def applies(x: np.ndarray, k: int) -> bool:
-    """Whether :func:`conv_images` computes a convolution of ``x`` (float32 host array)
-    with ``k`` output channels on this machine."""
-    return x.dtype == np.float32 and k % CHUNK == 0 and k > 0 and supported()
+def applies(dtype: Any, k: int) -> bool:
+    """Whether :func:`conv_images` computes a convolution of host arrays of ``dtype`` with
+    ``k`` output channels on this machine."""
+    return np.dtype(dtype) == np.float32 and k % CHUNK == 0 and k > 0 and supported()
+
+
+#: terms a group sums in registers before adding into the output: one kernel offset's C
+#: channels, or several offsets where C is small (conv1's 3 channels: all 75 terms at once)
+GROUP_TERMS = 128
+
+
+def group_offsets(fh: int, fw: int, c: int) -> int:
+    """Kernel offsets per group: the largest divisor ``d`` of ``FH*FW`` with ``d*C`` at
+    most :data:`GROUP_TERMS` (at least 1)."""
+    return max(d for d in range(1, fh * fw + 1)
+               if (fh * fw) % d == 0 and (d == 1 or d * c <= GROUP_TERMS))
 
 
 def packed_shape(fshape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -220,11 +232,12 @@ def pack_filters(f: Any, out: np.ndarray | None = None) -> np.ndarray:
 
 
 def tile_rows(wo: int) -> int:
-    """The tile height for output rows of ``wo`` positions: the fewest positions computed
-    (tiles cover a row; the last one overlaps its neighbour), then the tallest tile."""
+    """The tile height for output rows of ``wo`` positions. A row is ``wo // R`` tiles of
+    ``R`` plus one of the remaining ``wo % R`` (which keeps fewer registers busy): the
+    tallest ``R`` whose remainder is none or at least 4, else the tallest."""
     if wo < min(TILE_ROWS):
         return wo
-    return min(TILE_ROWS, key=lambda r: (-(-wo // r) * r, -r))
+    return min(TILE_ROWS, key=lambda r: (0 < wo % r < min(TILE_ROWS), -r))
 
 
 @functools.cache
@@ -238,12 +251,11 @@ def _offsets(fh: int, fw: int, c: int, wp: int, dil: tuple[int, int]) -> np.ndar
     return offsets
 
 
-def _tile_starts(images: int, ho: int, wo: int, rows: int, hp: int, wp: int, c: int,
+def _tile_starts(images: int, ho: int, cols: np.ndarray, wo: int, hp: int, wp: int, c: int,
                  k: int) -> tuple[np.ndarray, np.ndarray]:
     """Element offsets of each tile's first output (into ``(images, Ho, Wo, K)``) and first
-    input (into the flat padded images) for tiles of ``rows`` positions along each row."""
-    cols = np.arange(0, wo, rows)
-    cols[-1] = wo - rows  # the last tile ends at the row's end, overlapping if it must
+    input (into the flat padded images) for the tiles starting at columns ``cols`` of
+    every output row."""
     n = np.arange(images).reshape(-1, 1, 1)
     i = np.arange(ho).reshape(1, -1, 1)
     j = cols.reshape(1, 1, -1)
@@ -276,11 +288,16 @@ def conv_images(xflat: np.ndarray, hp: int, wp: int, packed: np.ndarray,
     if images == 0 or ho == 0 or wo == 0:
         return
     rows = tile_rows(wo)
-    kernel = _kernel(rows)
-    ys, xs = _tile_starts(images, ho, wo, rows, hp, wp, c, k)
+    full = wo // rows * rows
+    tilings = [(_kernel(rows), _tile_starts(images, ho, np.arange(0, full, rows), wo, hp, wp,
+                                            c, k))]
+    if full < wo:  # the rest of each row: one shorter tile (so no output is summed twice)
+        tilings.append((_kernel(wo - full), _tile_starts(images, ho, np.array([full]), wo, hp,
+                                                         wp, c, k)))
     offsets = _offsets(fh, fw, c, wp, dil)
-    groups = fh * fw  # one group of C terms per kernel offset
-    per_block = max(1, K_BLOCK // c)
+    size = group_offsets(fh, fw, c) * c
+    groups = fh * fw * c // size
+    per_block = max(1, K_BLOCK // size)
     bias32 = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
     y_addr, x_addr = out.ctypes.data, xflat.ctypes.data
     for q in range(k // CHUNK):
@@ -291,7 +308,8 @@ def conv_images(xflat: np.ndarray, hp: int, wp: int, packed: np.ndarray,
                 mode, b_addr = _MODE_ZERO, None
             else:
                 mode, b_addr = _MODE_BIAS, bias32.ctypes.data + 4 * q * CHUNK
-            kernel.call(y_addr + 4 * q * CHUNK, k, ys.ctypes.data, x_addr, xs.ctypes.data, c,
-                        ys.size, offsets.ctypes.data + 8 * g0 * c, c,
-                        min(per_block, groups - g0),
-                        packed[q].ctypes.data + 4 * g0 * c * CHUNK, b_addr, mode)
+            for kernel, (ys, xs) in tilings:
+                kernel.call(y_addr + 4 * q * CHUNK, k, ys.ctypes.data, x_addr, xs.ctypes.data,
+                            c, ys.size, offsets.ctypes.data + 8 * g0 * size, size,
+                            min(per_block, groups - g0),
+                            packed[q].ctypes.data + 4 * g0 * size * CHUNK, b_addr, mode)

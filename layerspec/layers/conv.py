@@ -275,23 +275,19 @@ def _flat_padded(xp: Any, x: Any, pad: tuple[int, int, int, int], slack: int, ws
 
 def implicit_conv(xp: Any, x: Any, f: Any, pad: tuple[int, int, int, int],
                   dilate: tuple[int, int], out: Any, ws: Workspace,
-                  threads: HostThreads = SERIAL, bias: Any = None, kern: Any = None) -> Any:
+                  threads: HostThreads = SERIAL, bias: Any = None) -> Any:
     """Stride-1 convolution without im2col: with ``x`` zero-padded and flattened to rows of
     ``C`` channels, the input of kernel offset ``(u, v)`` for *every* position of the padded
     grid is one contiguous slice, shifted by ``u*Wp + v`` rows. So ``y_full = sum_{u,v}
     X[shift(u,v)] @ F[u,v]`` (``FH*FW`` BLAS products accumulated in place, inner
     dimension C), computed over the whole padded grid, and ``y`` is its top-left
     ``Ho x Wo`` corner (the other positions read across row or image ends and are dropped).
-    Where the compiled kernels offer :mod:`layerspec.directconv` and it applies (float32,
-    ``K`` a multiple of 64, AVX-512), its register-tiled kernel computes ``y`` from the
-    same padded rows instead, output rows only, without the products' packing.
 
     ``f``: ``(FH, FW, C, K)``, each ``f[u, v]`` a row- or column-major matrix (the flipped,
     transposed filters of dX are a view); ``out``: ``(N, Ho, Wo, K)``, written and
     returned, plus ``bias`` ``(K,)`` when given (added as the corner is copied out). The
     images are split over ``threads`` (:func:`image_parts`): a kept position reads only its
-    own image, so each part's products need only its own rows. ``kern``: the compiled CPU
-    kernels or None."""
+    own image, so each part's products need only its own rows."""
     n, h, w, c = x.shape
     fh, fw, _, k = f.shape
     hp, wp = h + pad[0] + pad[1], w + pad[2] + pad[3]
@@ -299,17 +295,6 @@ def implicit_conv(xp: Any, x: Any, f: Any, pad: tuple[int, int, int, int],
     per_image = hp * wp
     xf = _flat_padded(xp, x, pad, (fh - 1) * dilate[0] * wp + (fw - 1) * dilate[1], ws,
                       "xflat", threads)
-    direct = getattr(kern, "direct_conv", None)
-    if direct is not None and direct.applies(x, k) and out.flags.c_contiguous:
-        packed = direct.pack_filters(f, ws.scratch(xp, "fpacked", direct.packed_shape(f.shape),
-                                                   x.dtype))
-
-        def tiles(_: int, i0: int, i1: int) -> None:
-            direct.conv_images(xf[i0 * per_image:], hp, wp, packed, f.shape, dilate,
-                               out[i0:i1], bias)
-
-        threads.run_parts(n, image_parts(xp, threads, n), tiles)
-        return out
     yf = ws.scratch(xp, "yflat", (n * per_image, k), x.dtype)
 
     def part(_: int, i0: int, i1: int) -> None:
@@ -328,11 +313,74 @@ def implicit_conv(xp: Any, x: Any, f: Any, pad: tuple[int, int, int, int],
     return out
 
 
+#: :func:`direct_conv` is used up to this many input channels. Interleaved on seed320's
+#: layers (2 threads, best of 10): 3 channels (conv1) 10.8 against 24.4 ms for im2col, 64
+#: channels 42 / 19 against 52 / 27 ms forward and 42 against 55 ms for dX; with 128-256
+#: channels it was level with or up to 15 % behind BLAS (each tile's inputs no longer stay
+#: in the L1 cache), and 512 output channels on 15x15 were 40 % behind
+DIRECT_MAX_CHANNELS = 64
+
+
+def direct_ok(xp: Any, kern: Any, dtype: Any, x_shape: tuple[int, ...],
+              f_shape: tuple[int, ...], stride: tuple[int, int],
+              pad: tuple[int, int, int, int], dilate: tuple[int, int]) -> bool:
+    """Whether :func:`direct_conv` computes this convolution: on the host, with compiled
+    kernels that offer :mod:`layerspec.directconv` (AVX-512), stride 1, ungrouped, float32,
+    a filter larger than 1x1, at most :data:`DIRECT_MAX_CHANNELS` input channels and a
+    multiple of 64 output channels. It computes output positions only, so unlike
+    :func:`implicit_ok` it has no limit on the padding."""
+    direct = getattr(kern, "direct_conv", None)
+    n, h, w, c = x_shape
+    fh, fw, fc, k = f_shape
+    ho = h + pad[0] + pad[1] - (fh - 1) * dilate[0]
+    wo = w + pad[2] + pad[3] - (fw - 1) * dilate[1]
+    return (direct is not None and is_host(xp) and stride == (1, 1) and fc == c
+            and c <= DIRECT_MAX_CHANNELS and fh * fw > 1 and ho > 0 and wo > 0
+            and direct.applies(dtype, k))
+
+
+def direct_conv(xp: Any, x: Any, f: Any, pad: tuple[int, int, int, int],
+                dilate: tuple[int, int], out: Any, ws: Workspace, kern: Any,
+                threads: HostThreads = SERIAL, bias: Any = None) -> Any:
+    """Stride-1 convolution by the register-tiled kernel of :mod:`layerspec.directconv`
+    (where :func:`direct_ok`): ``x`` ``(N, H, W, C)`` zero-padded and flattened to rows of
+    C channels, the filters ``f`` ``(FH, FW, C, K)`` (any strides: dX passes the flipped,
+    transposed view) packed once, the images split over ``threads``. ``out``: ``(N, Ho, Wo,
+    K)`` C-contiguous, written (plus ``bias`` ``(K,)`` when given) and returned."""
+    direct = kern.direct_conv
+    n, h, w, _ = x.shape
+    hp, wp = h + pad[0] + pad[1], w + pad[2] + pad[3]
+    xf = _flat_padded(xp, x, pad, 0, ws, "xflat", threads)
+    packed = direct.pack_filters(f, ws.scratch(xp, "fpacked", direct.packed_shape(f.shape),
+                                               x.dtype))
+
+    def part(_: int, i0: int, i1: int) -> None:
+        direct.conv_images(xf[i0 * hp * wp:], hp, wp, packed, f.shape, dilate, out[i0:i1],
+                           bias)
+
+    threads.run_parts(n, image_parts(xp, threads, n), part)
+    return out
+
+
 def _transposed_pad(f_shape: tuple[int, ...], pad: tuple[int, int, int, int],
                     dilate: tuple[int, int]) -> tuple[int, int, int, int]:
     """Padding of dY that turns dX of a stride-1 conv into a conv with the flipped filters."""
     eh, ew = (f_shape[0] - 1) * dilate[0], (f_shape[1] - 1) * dilate[1]
     return (eh - pad[0], eh - pad[1], ew - pad[2], ew - pad[3])
+
+
+def direct_dx_ok(xp: Any, kern: Any, dtype: Any, x_shape: tuple[int, ...],
+                 f_shape: tuple[int, ...], stride: tuple[int, int],
+                 pad: tuple[int, int, int, int], dilate: tuple[int, int]) -> bool:
+    """Whether dX is :func:`direct_conv` of dY (padded by :func:`_transposed_pad`) with the
+    flipped filters: :func:`direct_ok` for that convolution."""
+    n, h, w, c = x_shape
+    fh, fw, fc, k = f_shape
+    q = _transposed_pad(f_shape, pad, dilate)
+    ho = h + pad[0] + pad[1] - (fh - 1) * dilate[0]
+    wo = w + pad[2] + pad[3] - (fw - 1) * dilate[1]
+    return (dtype is not None and fc == c and min(q) >= 0 and ho > 0 and wo > 0
+            and direct_ok(xp, kern, dtype, (n, ho, wo, k), (fh, fw, k, c), stride, q, dilate))
 
 
 def implicit_dx_ok(xp: Any, x_shape: tuple[int, ...], f_shape: tuple[int, ...],
@@ -383,9 +431,12 @@ def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
         f2 = f.reshape(fh * fw * fc, k)
         if cols is not None:
             xp.matmul(cols, f2, out=y)
+        elif fast and direct_ok(xp, kern, x.dtype, x.shape, f.shape, stride, pad, dilate):
+            direct_conv(xp, x, f, pad, dilate, y.reshape(n, ho, wo, k), ws, kern, threads, bias)
+            bias = None
         elif fast and implicit_ok(xp, x.shape, f.shape, stride, pad, dilate):
             implicit_conv(xp, x, xp.ascontiguousarray(f), pad, dilate,
-                          y.reshape(n, ho, wo, k), ws, threads, bias, kern)
+                          y.reshape(n, ho, wo, k), ws, threads, bias)
             bias = None
         elif (parts := image_parts(xp, threads, n)) > 1:
             if ws.keep(n * ho * wo * fh * fw * c * x.dtype.itemsize):
@@ -570,13 +621,18 @@ def _dx_col2im(xp: Any, dym: Any, f2: Any, x_shape: tuple[int, ...], f_shape: tu
 
 
 def dx_method(x_shape: tuple[int, ...], f_shape: tuple[int, ...], stride: tuple[int, int],
-              pad: tuple[int, int, int, int], dilate: tuple[int, int], xp: Any = None) -> str:
+              pad: tuple[int, int, int, int], dilate: tuple[int, int], xp: Any = None,
+              kern: Any = None, dtype: Any = None) -> str:
     """How :func:`conv_backward` computes dX for this geometry (groups == 1):
-    ``"gemm"`` (1x1 / whole-input convs), ``"implicit"`` (on the host, given ``xp``),
-    ``"tconv"`` or ``"col2im"``."""
+    ``"gemm"`` (1x1 / whole-input convs), ``"direct"`` (:func:`direct_dx_ok`, given ``xp``,
+    ``kern`` and ``dtype``), ``"implicit"`` (on the host, given ``xp``), ``"tconv"`` or
+    ``"col2im"``."""
     kind = _kind(x_shape, f_shape, stride, pad, dilate)
     if kind != "im2col":
         return "gemm"
+    if xp is not None and direct_dx_ok(xp, kern, dtype, x_shape, f_shape, stride, pad,
+                                       dilate):
+        return "direct"
     if xp is not None and implicit_dx_ok(xp, x_shape, f_shape, stride, pad, dilate):
         return "implicit"
     fh, fw, fc, k = f_shape
@@ -624,7 +680,8 @@ def conv_backward(xp: Any, x: Any, f: Any, b: Any, dy: Any, cols: Any, stride: t
     """(dx, df, db) for :func:`conv_forward`; derivatives are summed over the batch.
 
     ``method`` forces a dX method (``"gemm"`` only where it applies, ``"tconv"`` and
-    ``"implicit"`` only for stride 1, ``"col2im"`` always, ``"none"`` to skip dX and return
+    ``"implicit"`` only for stride 1, ``"direct"`` only where :func:`direct_dx_ok`,
+    ``"col2im"`` always, ``"none"`` to skip dX and return
     None); the default picks by :func:`dx_method`. ``kern``: compiled CPU kernels or None;
     ``threads``: host threads for the copies and scatters."""
     ws = NO_WORKSPACE if ws is None else ws
@@ -638,7 +695,7 @@ def conv_backward(xp: Any, x: Any, f: Any, b: Any, dy: Any, cols: Any, stride: t
         xp.zeros((0,), dtype=dy.dtype)
     if g == 1:
         f2 = f.reshape(fh * fw * fc, k)
-        method = method or dx_method(x.shape, f.shape, stride, pad, dilate, xp)
+        method = method or dx_method(x.shape, f.shape, stride, pad, dilate, xp, kern, dy.dtype)
         parts = min(image_parts(xp, threads, n), m // DF_PART_MIN_ROWS)
         if parts > 1:
             df = _df_parts(xp, x, dym, None if cols is None else cols.reshape(-1, fh * fw * c),
@@ -666,12 +723,15 @@ def conv_backward(xp: Any, x: Any, f: Any, b: Any, dy: Any, cols: Any, stride: t
             dx = ws.empty(xp, (key, "dx"), (cols.shape[0], cols.shape[1]), dy.dtype)
             xp.matmul(dym.reshape(cols.shape[0], -1), f2.T, out=dx)
             return dx.reshape(x.shape), df, db
-        if method == "implicit":
+        if method == "direct":
+            dx = direct_conv(xp, dym.reshape(dy.shape), f[::-1, ::-1].transpose(0, 1, 3, 2),
+                             _transposed_pad(f.shape, pad, dilate), dilate,
+                             ws.empty(xp, (key, "dx"), x.shape, dy.dtype), ws, kern, threads)
+        elif method == "implicit":
             ff = f[::-1, ::-1].transpose(0, 1, 3, 2)  # a view: BLAS reads each ff[u, v]
             dx = implicit_conv(xp, dym.reshape(dy.shape), ff,
                                _transposed_pad(f.shape, pad, dilate), dilate,
-                               ws.empty(xp, (key, "dx"), x.shape, dy.dtype), ws, threads,
-                               kern=kern)
+                               ws.empty(xp, (key, "dx"), x.shape, dy.dtype), ws, threads)
         elif method == "tconv":
             dx = _dx_tconv(xp, dym.reshape(dy.shape), f, x.shape, pad, ws, key, threads)
         else:

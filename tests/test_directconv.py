@@ -1,0 +1,139 @@
+"""The AVX-512 direct convolution (layerspec/directconv.py) against float64 sums and against
+the BLAS paths it replaces. Skipped where the host has no AVX-512 or llvmlite (Numba)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from layerspec import directconv
+from layerspec.hostthreads import SERIAL, HostThreads
+from layerspec.layers import conv as conv_module
+from layerspec.layers.conv import conv_backward, conv_forward, direct_conv, dx_method
+from layerspec.workspace import Workspace
+
+pytestmark = pytest.mark.skipif(not directconv.supported(),
+                                reason="no AVX-512 host or no llvmlite: the kernel is off")
+
+#: the compiled-kernel stand-in the layers receive: only ``direct_conv`` is looked at
+KERN = types.SimpleNamespace(direct_conv=directconv)
+
+
+def reference(x: np.ndarray, f: np.ndarray, pad: tuple[int, int, int, int],
+              dil: tuple[int, int], bias: np.ndarray | None) -> np.ndarray:
+    """Stride-1 cross-correlation in float64, one kernel offset at a time."""
+    n, h, w, c = x.shape
+    fh, fw, _, k = f.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), pad[:2], pad[2:], (0, 0)))
+    ho, wo = xp.shape[1] - (fh - 1) * dil[0], xp.shape[2] - (fw - 1) * dil[1]
+    y = np.zeros((n, ho, wo, k))
+    for u in range(fh):
+        for v in range(fw):
+            window = xp[:, u * dil[0]:u * dil[0] + ho, v * dil[1]:v * dil[1] + wo]
+            y += window @ f[u, v].astype(np.float64)
+    return y if bias is None else y + bias
+
+
+GEOMETRIES = [
+    # n, h, w, c, fh, fw, k, pad, dilate
+    (2, 20, 23, 64, 5, 5, 64, (2, 2, 2, 2), (1, 1)),    # seed320's 5x5 layers, small
+    (3, 9, 7, 32, 3, 3, 128, (1, 0, 2, 1), (1, 1)),     # uneven padding, two chunks
+    (2, 12, 13, 16, 3, 3, 64, (2, 2, 2, 2), (2, 1)),    # dilation, grouped offsets
+    (1, 7, 7, 128, 4, 4, 192, (0, 0, 0, 0), (1, 1)),    # unpadded 4x4, three chunks
+    (2, 3, 3, 64, 1, 2, 64, (0, 0, 0, 0), (1, 1)),      # rows narrower than any tile
+    (1, 16, 16, 3, 5, 5, 64, (2, 2, 2, 2), (1, 1)),     # conv1: 3 channels, 75-term groups
+    (2, 6, 37, 256, 4, 4, 64, (0, 0, 0, 0), (1, 1)),    # 34-wide rows, 2 K blocks
+    (1, 4, 40, 192, 4, 4, 64, (1, 1, 1, 1), (1, 1)),    # 39 = 6 x 6 + 3, 2 K blocks
+    (1, 5, 11, 40, 2, 3, 64, (1, 2, 0, 3), (1, 2)),     # odd everything
+]
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_direct_conv_matches_float64(geometry, with_bias):
+    n, h, w, c, fh, fw, k, pad, dil = geometry
+    rng = np.random.default_rng(sum(geometry[:7]))
+    x = rng.standard_normal((n, h, w, c), dtype=np.float32)
+    f = rng.standard_normal((fh, fw, c, k), dtype=np.float32)
+    b = rng.standard_normal(k).astype(np.float32) if with_bias else None
+    want = reference(x, f, pad, dil, b)
+    out = np.full(want.shape, np.nan, np.float32)
+    direct_conv(np, x, f, pad, dil, out, Workspace(), KERN, HostThreads(3, 0), b)
+    scale = np.abs(want).max()
+    # float32 rounding of sums of up to 4096 terms (the BLAS path's own error: 2-3e-7)
+    assert np.abs(out - want).max() <= 2e-6 * scale
+
+
+def test_tile_heights():
+    assert directconv.tile_rows(80) == 5    # 16 x 5
+    assert directconv.tile_rows(160) == 6   # 26 x 6 + 4
+    assert directconv.tile_rows(36) == 6
+    assert directconv.tile_rows(37) == 6    # every height leaves 1-3: the tallest
+    assert directconv.tile_rows(2) == 2
+    ys, xs = directconv._tile_starts(2, 3, np.array([0, 5]), 7, 4, 9, 2, 3)
+    assert ys.tolist() == [((n * 3 + i) * 7 + j) * 3 for n in range(2) for i in range(3)
+                           for j in (0, 5)]
+    assert xs.tolist() == [((n * 4 + i) * 9 + j) * 2 for n in range(2) for i in range(3)
+                           for j in (0, 5)]
+
+
+def test_group_offsets():
+    assert directconv.group_offsets(5, 5, 64) == 1
+    assert directconv.group_offsets(5, 5, 3) == 25
+    assert directconv.group_offsets(3, 3, 16) == 3
+    assert directconv.group_offsets(1, 7, 200) == 1
+
+
+def test_conv_layer_takes_the_direct_path_and_agrees_with_blas():
+    """conv_forward/conv_backward with the kernel (forward and dX direct) against the same
+    calls without it (BLAS implicit / transposed conv), serial and split over threads."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 18, 18, 64), dtype=np.float32)
+    f = (rng.standard_normal((5, 5, 64, 64)) * 0.05).astype(np.float32)
+    b = rng.standard_normal(64).astype(np.float32)
+    pad = (2, 2, 2, 2)
+    args = ((1, 1), pad, (1, 1))
+    assert conv_module.direct_ok(np, KERN, np.float32, x.shape, f.shape, *args)
+    assert dx_method(x.shape, f.shape, *args, np, KERN, np.float32) == "direct"
+    assert not conv_module.direct_ok(np, None, np.float32, x.shape, f.shape, *args)
+    assert not conv_module.direct_ok(np, KERN, np.float64, x.shape, f.shape, *args)
+    wide = (3, 18, 18, conv_module.DIRECT_MAX_CHANNELS + 1)
+    wide_f = (5, 5, wide[3], 64)
+    assert not conv_module.direct_ok(np, KERN, np.float32, wide, wide_f, *args)
+    y0, _ = conv_forward(np, x, f, b, *args, Workspace(), 1)
+    dy = rng.standard_normal(y0.shape, dtype=np.float32)
+    dx0, df0, db0 = conv_backward(np, x, f, b, dy, None, *args, Workspace(), 1)
+    for threads in (SERIAL, HostThreads(2, 0)):
+        y1, _ = conv_forward(np, x, f, b, *args, Workspace(), 1, threads=threads, kern=KERN)
+        dx1, df1, db1 = conv_backward(np, x, f, b, dy, None, *args, Workspace(), 1,
+                                      kern=KERN, threads=threads)
+        for got, want in ((y1, y0), (dx1, dx0), (df1, df0), (db1, db0)):
+            assert np.abs(got - want).max() <= 2e-6 * np.abs(want).max()
+
+
+def test_shape_mismatch_is_refused_not_run():
+    x = np.zeros((10 * 10, 8), np.float32)
+    packed = directconv.pack_filters(np.zeros((3, 3, 8, 64), np.float32))
+    out = np.zeros((1, 8, 8, 64), np.float32)
+    directconv.conv_images(x, 10, 10, packed, (3, 3, 8, 64), (1, 1), out)
+    with pytest.raises(ValueError, match="do not match"):
+        directconv.conv_images(x[:50], 10, 10, packed, (3, 3, 8, 64), (1, 1), out)
+    with pytest.raises(ValueError, match="do not match"):
+        directconv.conv_images(x, 10, 10, packed, (3, 3, 8, 64), (1, 1), out[:, :7])
+    with pytest.raises(ValueError, match="do not match"):
+        directconv.conv_images(x.astype(np.float64), 10, 10, packed, (3, 3, 8, 64), (1, 1),
+                               out)
+
+
+def test_environment_switch_turns_the_kernel_off():
+    code = ("import layerspec.directconv as d, layerspec.backend as b; "
+            "print(d.supported(), b.NUMPY.kernels is None or b.NUMPY.kernels.direct_conv)")
+    env = dict(os.environ, LAYERSPEC_DIRECT_CONV="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=120, check=True).stdout.split()
+    assert out[0] == "False" and out[1] in ("None", "True")
