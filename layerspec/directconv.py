@@ -45,15 +45,20 @@ TILE_ROWS = (6, 5, 4)
 #: split into blocks of whole kernel offsets that accumulate into the output
 K_BLOCK = 2048
 
+#: output rows are computed in bands whose inputs and outputs take about this many bytes, so
+#: that the passes over the filter chunks and blocks find them in the (per-core) L2 cache
+BAND_BYTES = 1 << 20
+
 _MODE_ZERO, _MODE_ACCUMULATE, _MODE_BIAS = 0, 1, 2
 _compile_lock = threading.Lock()
 
 
 def _kernel_ir(rows: int) -> str:
-    """LLVM IR of ``tile(y, ldy, ys, x, xs, sr, ntiles, xo, G, groups, w, bias, mode)``: for
-    each tile ``t < ntiles`` and row ``r < rows``, with ``Y = y + ys[t] + r*ldy`` (64 floats)
-    and ``X = x + xs[t] + r*sr``: ``Y`` = 0, ``bias[0:64]`` or itself (``mode`` 0, 2, 1),
-    then for each group ``g < groups``, ``Y += sum_{k in group g} X[xo[k]] * w[64k:64k+64]``
+    """LLVM IR of ``tile(y, ldy, ys, x, xs, sr, ntiles, xo, G, groups, w, ldw, bias, mode)``:
+    for each tile ``t < ntiles`` and row ``r < rows``, with ``Y = y + ys[t] + r*ldy`` (64
+    floats) and ``X = x + xs[t] + r*sr``: ``Y`` = 0, ``bias[0:64]`` or itself (``mode`` 0,
+    2, 1), then for each group ``g < groups``,
+    ``Y += sum_{k in group g} X[xo[k]] * w[k*ldw : k*ldw+64]``
     (``G`` terms a group, summed in registers from zero, as a BLAS product per kernel offset
     does before it adds into its output)."""
     vt = f"<{LANES} x float>"
@@ -63,7 +68,7 @@ def _kernel_ir(rows: int) -> str:
     a(f"declare {vt} @llvm.fma.v{LANES}f32({vt}, {vt}, {vt})")
     a("define void @tile(float* noalias %y, i64 %ldy, i64* noalias %ys, float* noalias %x, "
       "i64* noalias %xs, i64 %sr, i64 %ntiles, i64* noalias %xo, i64 %G, i64 %groups, "
-      "float* noalias %w, float* noalias %bias, i64 %mode) nounwind {")
+      "float* noalias %w, i64 %ldw, float* noalias %bias, i64 %mode) nounwind {")
     a("entry:")
     a("  %none = icmp eq i64 %ntiles, 0")
     a("  %nogroups = icmp eq i64 %groups, 0")
@@ -115,7 +120,7 @@ def _kernel_ir(rows: int) -> str:
         a(f"  %xv{r} = load float, float* %xp{r}")
         a(f"  %xe{r} = insertelement {vt} undef, float %xv{r}, i32 0")
         a(f"  %xb{r} = shufflevector {vt} %xe{r}, {vt} undef, <{LANES} x i32> zeroinitializer")
-    a(f"  %wk = mul i64 %k, {CHUNK}")
+    a("  %wk = mul i64 %k, %ldw")
     for j in range(VECTORS):
         a(f"  %wi{j} = add i64 %wk, {j * LANES}")
         a(f"  %wf{j} = getelementptr float, float* %w, i64 %wi{j}")
@@ -148,7 +153,7 @@ def _kernel_ir(rows: int) -> str:
 _SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
                               ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                               ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
-                              ctypes.c_void_p, ctypes.c_int64)
+                              ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64)
 
 
 @functools.cache
@@ -300,16 +305,88 @@ def conv_images(xflat: np.ndarray, hp: int, wp: int, packed: np.ndarray,
     per_block = max(1, K_BLOCK // size)
     bias32 = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
     y_addr, x_addr = out.ctypes.data, xflat.ctypes.data
-    for q in range(k // CHUNK):
-        for g0 in range(0, groups, per_block):
-            if g0:
-                mode, b_addr = _MODE_ACCUMULATE, None
-            elif bias32 is None:
-                mode, b_addr = _MODE_ZERO, None
-            else:
-                mode, b_addr = _MODE_BIAS, bias32.ctypes.data + 4 * q * CHUNK
-            for kernel, (ys, xs) in tilings:
-                kernel.call(y_addr + 4 * q * CHUNK, k, ys.ctypes.data, x_addr, xs.ctypes.data,
-                            c, ys.size, offsets.ctypes.data + 8 * g0 * size, size,
-                            min(per_block, groups - g0),
-                            packed[q].ctypes.data + 4 * g0 * size * CHUNK, b_addr, mode)
+    band = max(1, BAND_BYTES // (4 * (wp * c + wo * k)))
+    for r0 in range(0, images * ho, band):
+        r1 = min(images * ho, r0 + band)
+        for q in range(k // CHUNK):
+            for g0 in range(0, groups, per_block):
+                if g0:
+                    mode, b_addr = _MODE_ACCUMULATE, None
+                elif bias32 is None:
+                    mode, b_addr = _MODE_ZERO, None
+                else:
+                    mode, b_addr = _MODE_BIAS, bias32.ctypes.data + 4 * q * CHUNK
+                for kernel, (ys, xs) in tilings:
+                    per_row = ys.size // (images * ho)
+                    t0 = r0 * per_row
+                    kernel.call(y_addr + 4 * q * CHUNK, k, ys.ctypes.data + 8 * t0, x_addr,
+                                xs.ctypes.data + 8 * t0, c, (r1 - r0) * per_row,
+                                offsets.ctypes.data + 8 * g0 * size, size,
+                                min(per_block, groups - g0),
+                                packed[q].ctypes.data + 4 * g0 * size * CHUNK, CHUNK, b_addr,
+                                mode)
+
+
+#: positions a filter-derivative group sums in registers before adding into dF
+DF_GROUP = 256
+#: bytes of dY rows one pass over the filter tiles reads again for each tile (seed320, one
+#: core: 256 KB blocks 11 / 49 ms on conv1 / conv4, 64 KB 15 / 50, 512 KB 14 / 66)
+DF_BLOCK_BYTES = 256 << 10
+
+
+def filter_grad_images(xpad: np.ndarray, dy: np.ndarray, fshape: tuple[int, int, int, int],
+                       out: np.ndarray, accumulate: bool = False) -> None:
+    """dF of a stride-1, undilated convolution: ``out`` ``(FH*FW*C, K)`` (rows ``(u, v,
+    c)``) = (or ``+=`` when ``accumulate``) ``sum_{n,i,j} xpad[n, i+u, j+v, c] * dy[n, i, j,
+    :]``, for the zero-padded images ``xpad`` ``(N, Hp, Wp, C)`` and ``dy`` ``(N, Ho, Wo,
+    K)``, ``Ho = Hp - FH + 1``. The same kernel with the roles turned: a tile is ``R``
+    consecutive ``(v, c)`` rows of one kernel row ``u`` (contiguous in ``xpad``), the sum runs
+    over output positions (``DF_GROUP`` at a time in registers) and the packed operand is
+    dY's rows. All float32 and C-contiguous (checked). Runs on the calling thread, without
+    the GIL."""
+    fh, fw, c, k = fshape
+    images, hp, wp, _ = xpad.shape
+    _, ho, wo, _ = dy.shape
+    arrays = (xpad, dy, out)
+    if not all(a.dtype == np.float32 and a.flags.c_contiguous for a in arrays) \
+            or k % CHUNK or xpad.shape[3] != c or dy.shape != (images, ho, wo, k) \
+            or out.shape != (fh * fw * c, k) or ho != hp - fh + 1 or wo != wp - fw + 1:
+        raise ValueError("filter_grad_images: arrays do not match the geometry "
+                         f"(x {xpad.shape}, dy {dy.shape}, dF {out.shape}, filters {fshape})")
+    positions = images * ho * wo
+    if positions == 0:
+        if not accumulate:
+            out.fill(0)
+        return
+    width = fw * c  # dF rows per kernel row u, contiguous in each padded input row
+    rows = tile_rows(width)
+    full = width // rows * rows
+    u = np.arange(fh).reshape(-1, 1)
+    tilings = []
+    for height, starts in ((rows, np.arange(0, full, rows)), (width - full, np.array([full]))):
+        if height:
+            ys = ((u * width + starts) * k).reshape(-1).astype(np.int64)
+            xs = (u * wp * c + starts).reshape(-1).astype(np.int64)
+            tilings.append((_kernel(height), ys, xs))
+    n = np.arange(images).reshape(-1, 1, 1)
+    i = np.arange(ho).reshape(1, -1, 1)
+    j = np.arange(wo).reshape(1, 1, -1)
+    xo = (((n * hp + i) * wp + j) * c).reshape(-1).astype(np.int64)
+    block = max(DF_GROUP, DF_BLOCK_BYTES // (4 * k) // DF_GROUP * DF_GROUP)
+    first = not accumulate
+    for p0 in range(0, positions, block):
+        count = min(block, positions - p0)
+        calls = [(DF_GROUP, count // DF_GROUP, p0)]
+        if count % DF_GROUP:
+            calls.append((count % DF_GROUP, 1, p0 + count - count % DF_GROUP))
+        for size, groups, start in calls:
+            if not groups:
+                continue
+            mode = _MODE_ZERO if first else _MODE_ACCUMULATE
+            first = False
+            for q in range(k // CHUNK):
+                for kernel, ys, xs in tilings:
+                    kernel.call(out.ctypes.data + 4 * q * CHUNK, k, ys.ctypes.data,
+                                xpad.ctypes.data, xs.ctypes.data, 1, ys.size,
+                                xo.ctypes.data + 8 * start, size, groups,
+                                dy.ctypes.data + 4 * (start * k + q * CHUNK), k, None, mode)

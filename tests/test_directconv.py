@@ -69,6 +69,38 @@ def test_direct_conv_matches_float64(geometry, with_bias):
     assert np.abs(out - want).max() <= 2e-6 * scale
 
 
+DF_GEOMETRIES = [
+    # n, h, w, c, fh, fw, k, pad
+    (2, 11, 13, 3, 5, 5, 64, (2, 2, 2, 2)),     # conv1-like: 15 rows per kernel row
+    (3, 9, 8, 64, 3, 3, 128, (1, 0, 2, 1)),     # 192 rows per kernel row, 2 chunks
+    (1, 40, 41, 16, 2, 3, 64, (0, 0, 0, 0)),    # 1560 positions: blocks + a short group
+    (2, 2, 3, 7, 2, 2, 64, (0, 1, 0, 0)),       # fewer positions than a group
+]
+
+
+@pytest.mark.parametrize("geometry", DF_GEOMETRIES)
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_filter_grad_matches_float64(geometry, accumulate):
+    n, h, w, c, fh, fw, k, pad = geometry
+    rng = np.random.default_rng(sum(geometry[:7]))
+    x = rng.standard_normal((n, h, w, c), dtype=np.float32)
+    xpad = np.pad(x, ((0, 0), pad[:2], pad[2:], (0, 0)))
+    ho, wo = xpad.shape[1] - fh + 1, xpad.shape[2] - fw + 1
+    dy = rng.standard_normal((n, ho, wo, k), dtype=np.float32)
+    want = np.zeros((fh, fw, c, k))
+    for u in range(fh):
+        for v in range(fw):
+            window = xpad[:, u:u + ho, v:v + wo].astype(np.float64).reshape(-1, c)
+            want[u, v] = window.T @ dy.reshape(-1, k).astype(np.float64)
+    want = want.reshape(-1, k)
+    start = rng.standard_normal(want.shape).astype(np.float32)
+    out = start.copy() if accumulate else np.full(want.shape, np.nan, np.float32)
+    directconv.filter_grad_images(xpad, dy, (fh, fw, c, k), out, accumulate)
+    if accumulate:
+        want = want + start
+    assert np.abs(out - want).max() <= 2e-6 * np.abs(want).max()
+
+
 def test_tile_heights():
     assert directconv.tile_rows(80) == 5    # 16 x 5
     assert directconv.tile_rows(160) == 6   # 26 x 6 + 4
@@ -90,8 +122,9 @@ def test_group_offsets():
 
 
 def test_conv_layer_takes_the_direct_path_and_agrees_with_blas():
-    """conv_forward/conv_backward with the kernel (forward and dX direct) against the same
-    calls without it (BLAS implicit / transposed conv), serial and split over threads."""
+    """conv_forward/conv_backward with the kernel (forward, dX and dF direct) against the
+    same calls without it (BLAS implicit / transposed conv / im2col blocks), serial and
+    split over threads."""
     rng = np.random.default_rng(5)
     x = rng.standard_normal((3, 18, 18, 64), dtype=np.float32)
     f = (rng.standard_normal((5, 5, 64, 64)) * 0.05).astype(np.float32)
@@ -105,6 +138,9 @@ def test_conv_layer_takes_the_direct_path_and_agrees_with_blas():
     wide = (3, 18, 18, conv_module.DIRECT_MAX_CHANNELS + 1)
     wide_f = (5, 5, wide[3], 64)
     assert not conv_module.direct_ok(np, KERN, np.float32, wide, wide_f, *args)
+    assert conv_module.direct_df_ok(np, KERN, np.float32, x.shape, f.shape, (1, 1), (1, 1))
+    assert not conv_module.direct_df_ok(np, KERN, np.float32, x.shape, f.shape, (1, 1),
+                                        (2, 1))
     y0, _ = conv_forward(np, x, f, b, *args, Workspace(), 1)
     dy = rng.standard_normal(y0.shape, dtype=np.float32)
     dx0, df0, db0 = conv_backward(np, x, f, b, dy, None, *args, Workspace(), 1)
@@ -128,6 +164,13 @@ def test_shape_mismatch_is_refused_not_run():
     with pytest.raises(ValueError, match="do not match"):
         directconv.conv_images(x.astype(np.float64), 10, 10, packed, (3, 3, 8, 64), (1, 1),
                                out)
+    xpad = np.zeros((1, 10, 10, 8), np.float32)
+    df = np.zeros((72, 64), np.float32)
+    directconv.filter_grad_images(xpad, out, (3, 3, 8, 64), df)
+    with pytest.raises(ValueError, match="do not match"):
+        directconv.filter_grad_images(xpad, out[:, :7], (3, 3, 8, 64), df)
+    with pytest.raises(ValueError, match="do not match"):
+        directconv.filter_grad_images(xpad, out, (3, 3, 8, 64), df[:71])
 
 
 def test_environment_switch_turns_the_kernel_off():

@@ -535,11 +535,50 @@ def _df_parts(xp: Any, x: Any, dym: Any, cols: Any, fh: int, fw: int, dil: tuple
             gemm_accumulate(xp, sums[p], block.T, dym[r0 + rows.start:r0 + rows.stop], i > 0)
 
     threads.run_parts(n, parts, part, single_threaded_blas=True)
-    df = ws.empty(xp, (key, "df"), (ncols, k), dym.dtype)
+    return _sum_parts(xp, sums, ws, key, threads)
+
+
+def _sum_parts(xp: Any, sums: list[Any], ws: Workspace, key: Any,
+               threads: HostThreads) -> Any:
+    """The parts' filter derivatives (scratch buffers) added in order into the layer's own
+    ``df`` buffer."""
+    df = ws.empty(xp, (key, "df"), sums[0].shape, sums[0].dtype)
+    if len(sums) == 1:
+        split_rows(threads, lambda d, a: xp.copyto(d, a), df, sums[0])
+        return df
     split_rows(threads, lambda d, a, b: xp.add(a, b, out=d), df, sums[0], sums[1])
     for more in sums[2:]:
         split_rows(threads, lambda d, s: xp.add(d, s, out=d), df, more)
     return df
+
+
+def direct_df_ok(xp: Any, kern: Any, dtype: Any, x_shape: tuple[int, ...],
+                 f_shape: tuple[int, ...], stride: tuple[int, int],
+                 dilate: tuple[int, int]) -> bool:
+    """Whether dF is :func:`_df_direct`: :func:`direct_ok`'s conditions, undilated."""
+    return dilate == (1, 1) and direct_ok(xp, kern, dtype, x_shape, f_shape, stride,
+                                          (0, 0, 0, 0), dilate)
+
+
+def _df_direct(xp: Any, x: Any, dy: Any, f_shape: tuple[int, ...],
+               pad: tuple[int, int, int, int], ws: Workspace, key: Any, kern: Any,
+               threads: HostThreads) -> Any:
+    """dF ``(FH*FW*C, K)`` by :func:`layerspec.directconv.filter_grad_images` (where
+    :func:`direct_df_ok`): each part of whole images pads its own images and sums their
+    products on its own thread; the parts' sums are then added in order."""
+    n = x.shape[0]
+    fh, fw, c, k = f_shape
+    parts = max(1, image_parts(xp, threads, n))
+    x = xp.ascontiguousarray(x)
+    xpad = _pad_buffer(xp, x, pad, ws)
+    sums = [ws.scratch(xp, f"df{p}", (fh * fw * c, k), dy.dtype) for p in range(parts)]
+
+    def part(p: int, i0: int, i1: int) -> None:
+        kern.direct_conv.filter_grad_images(_pad_part(xp, x, pad, xpad, i0, i1), dy[i0:i1],
+                                            f_shape, sums[p])
+
+    threads.run_parts(n, parts, part)
+    return _sum_parts(xp, sums, ws, key, threads)
 
 
 def _patches(xp: Any, x: Any, fh: int, fw: int, stride: tuple[int, int],
@@ -697,7 +736,11 @@ def conv_backward(xp: Any, x: Any, f: Any, b: Any, dy: Any, cols: Any, stride: t
         f2 = f.reshape(fh * fw * fc, k)
         method = method or dx_method(x.shape, f.shape, stride, pad, dilate, xp, kern, dy.dtype)
         parts = min(image_parts(xp, threads, n), m // DF_PART_MIN_ROWS)
-        if parts > 1:
+        if cols is None and direct_df_ok(xp, kern, dy.dtype, x.shape, f.shape, stride,
+                                         dilate):
+            df = _df_direct(xp, x, dym.reshape(dy.shape), f.shape, pad, ws, key, kern,
+                            threads).reshape(f.shape)
+        elif parts > 1:
             df = _df_parts(xp, x, dym, None if cols is None else cols.reshape(-1, fh * fw * c),
                            fh, fw, dilate, stride, pad, ho, wo, ws, key, threads,
                            parts).reshape(f.shape)
