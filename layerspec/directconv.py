@@ -334,6 +334,13 @@ DF_GROUP = 256
 DF_BLOCK_BYTES = 256 << 10
 
 
+def filter_grad_applies(dtype: Any, k: int) -> bool:
+    """Whether :func:`filter_grad_images` should compute a filter derivative with ``k``
+    output channels: one chunk of 64 only (with two, 128 outputs, it ran level with the BLAS
+    path on seed320's conv7: the inputs are read again for each chunk)."""
+    return k == CHUNK and applies(dtype, k)
+
+
 def filter_grad_images(xpad: np.ndarray, dy: np.ndarray, fshape: tuple[int, int, int, int],
                        out: np.ndarray, accumulate: bool = False) -> None:
     """dF of a stride-1, undilated convolution: ``out`` ``(FH*FW*C, K)`` (rows ``(u, v,

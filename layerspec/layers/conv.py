@@ -555,9 +555,11 @@ def _sum_parts(xp: Any, sums: list[Any], ws: Workspace, key: Any,
 def direct_df_ok(xp: Any, kern: Any, dtype: Any, x_shape: tuple[int, ...],
                  f_shape: tuple[int, ...], stride: tuple[int, int],
                  dilate: tuple[int, int]) -> bool:
-    """Whether dF is :func:`_df_direct`: :func:`direct_ok`'s conditions, undilated."""
-    return dilate == (1, 1) and direct_ok(xp, kern, dtype, x_shape, f_shape, stride,
-                                          (0, 0, 0, 0), dilate)
+    """Whether dF is :func:`_df_direct`: :func:`direct_ok`'s conditions, undilated, and
+    :func:`layerspec.directconv.filter_grad_applies` (64 output channels)."""
+    return (dilate == (1, 1) and direct_ok(xp, kern, dtype, x_shape, f_shape, stride,
+                                           (0, 0, 0, 0), dilate)
+            and kern.direct_conv.filter_grad_applies(dtype, f_shape[3]))
 
 
 def _df_direct(xp: Any, x: Any, dy: Any, f_shape: tuple[int, ...],
