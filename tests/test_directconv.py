@@ -138,6 +138,12 @@ def test_conv_layer_takes_the_direct_path_and_agrees_with_blas():
     wide = (3, 18, 18, conv_module.DIRECT_MAX_CHANNELS + 1)
     wide_f = (5, 5, wide[3], 64)
     assert not conv_module.direct_ok(np, KERN, np.float32, wide, wide_f, *args)
+    # up to DIRECT_WIDE_CHANNELS where the output rows are long enough
+    rows = (1, 4, conv_module.DIRECT_WIDE_ROW, conv_module.DIRECT_WIDE_CHANNELS)
+    rows_f = (5, 5, rows[3], 64)
+    assert conv_module.direct_ok(np, KERN, np.float32, rows, rows_f, *args)
+    assert not conv_module.direct_ok(np, KERN, np.float32, rows[:2] + (rows[2] - 5,) + rows[3:],
+                                     rows_f, *args)
     assert conv_module.direct_df_ok(np, KERN, np.float32, x.shape, f.shape, (1, 1), (1, 1))
     assert not conv_module.direct_df_ok(np, KERN, np.float32, x.shape, f.shape, (1, 1),
                                         (2, 1))

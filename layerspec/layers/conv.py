@@ -313,12 +313,16 @@ def implicit_conv(xp: Any, x: Any, f: Any, pad: tuple[int, int, int, int],
     return out
 
 
-#: :func:`direct_conv` is used up to this many input channels. Interleaved on seed320's
-#: layers (2 threads, best of 10): 3 channels (conv1) 10.8 against 24.4 ms for im2col, 64
-#: channels 42 / 19 against 52 / 27 ms forward and 42 against 55 ms for dX; with 128-256
-#: channels it was level with or up to 15 % behind BLAS (each tile's inputs no longer stay
-#: in the L1 cache), and 512 output channels on 15x15 were 40 % behind
+#: :func:`direct_conv` is used up to this many input channels, and up to
+#: :data:`DIRECT_WIDE_CHANNELS` where output rows have at least :data:`DIRECT_WIDE_ROW`
+#: positions. Interleaved on seed320's layers (2 threads, best of 14, direct / BLAS):
+#: conv1 (3 channels) 10.8 / 24.4 ms; 64 channels forward 42 / 52 and 20 / 25 ms, dX 42 /
+#: 55 ms; 128 channels on 80x80: forward 40 / 47 ms, dX about 7 % faster; but 128-256
+#: channels on 37x37 or smaller were up to 30 % (forward) and 85 % (15x15, 512 outputs)
+#: behind BLAS's im2col products
 DIRECT_MAX_CHANNELS = 64
+DIRECT_WIDE_CHANNELS = 128
+DIRECT_WIDE_ROW = 64
 
 
 def direct_ok(xp: Any, kern: Any, dtype: Any, x_shape: tuple[int, ...],
@@ -326,16 +330,19 @@ def direct_ok(xp: Any, kern: Any, dtype: Any, x_shape: tuple[int, ...],
               pad: tuple[int, int, int, int], dilate: tuple[int, int]) -> bool:
     """Whether :func:`direct_conv` computes this convolution: on the host, with compiled
     kernels that offer :mod:`layerspec.directconv` (AVX-512), stride 1, ungrouped, float32,
-    a filter larger than 1x1, at most :data:`DIRECT_MAX_CHANNELS` input channels and a
-    multiple of 64 output channels. It computes output positions only, so unlike
-    :func:`implicit_ok` it has no limit on the padding."""
+    a filter larger than 1x1, at most :data:`DIRECT_MAX_CHANNELS` input channels (or
+    :data:`DIRECT_WIDE_CHANNELS` on wide outputs) and a multiple of 64 output channels.
+    It computes output positions only, so unlike :func:`implicit_ok` it has no limit on
+    the padding."""
     direct = getattr(kern, "direct_conv", None)
     n, h, w, c = x_shape
     fh, fw, fc, k = f_shape
     ho = h + pad[0] + pad[1] - (fh - 1) * dilate[0]
     wo = w + pad[2] + pad[3] - (fw - 1) * dilate[1]
     return (direct is not None and is_host(xp) and stride == (1, 1) and fc == c
-            and c <= DIRECT_MAX_CHANNELS and fh * fw > 1 and ho > 0 and wo > 0
+            and (c <= DIRECT_MAX_CHANNELS or (c <= DIRECT_WIDE_CHANNELS
+                                              and wo >= DIRECT_WIDE_ROW))
+            and fh * fw > 1 and ho > 0 and wo > 0
             and direct.applies(dtype, k))
 
 
