@@ -244,10 +244,12 @@ def pack_filters(f: Any, out: np.ndarray | None = None) -> np.ndarray:
 def tile_rows(wo: int) -> int:
     """The tile height for output rows of ``wo`` positions. A row is ``wo // R`` tiles of
     ``R`` plus one of the remaining ``wo % R`` (which keeps fewer registers busy): the
-    tallest ``R`` whose remainder is none or at least 4, else the tallest."""
+    tallest ``R`` that divides ``wo``, else the tallest whose remainder is at least 4, else
+    the tallest. (One core, seed320: 5-row tiles 151 / 143 GFLOP/s on conv4 / conv9's
+    160- and 80-wide rows, 6-row tiles with remainders 143 / 122.)"""
     if wo < min(TILE_ROWS):
         return wo
-    return min(TILE_ROWS, key=lambda r: (0 < wo % r < min(TILE_ROWS), -r))
+    return min(TILE_ROWS, key=lambda r: (wo % r != 0, 0 < wo % r < min(TILE_ROWS), -r))
 
 
 @functools.cache
@@ -341,9 +343,10 @@ DF_BLOCK_BYTES = 256 << 10
 
 def filter_grad_applies(dtype: Any, k: int) -> bool:
     """Whether :func:`filter_grad_images` should compute a filter derivative with ``k``
-    output channels: one chunk of 64 only (with two, 128 outputs, it ran level with the BLAS
-    path on seed320's conv7: the inputs are read again for each chunk)."""
-    return k == CHUNK and applies(dtype, k)
+    output channels: one or two chunks of 64 (the inputs are read again for each chunk).
+    Interleaved, 2 threads, against the BLAS path: seed320's conv4 (64) 0.70x the time,
+    conv7 / conv9 (128) 0.97x / 0.92x; conv15 / conv17 (256) 1.12x / 0.95x."""
+    return k in (CHUNK, 2 * CHUNK) and applies(dtype, k)
 
 
 def filter_grad_images(xpad: np.ndarray, dy: np.ndarray, fshape: tuple[int, int, int, int],
@@ -371,7 +374,9 @@ def filter_grad_images(xpad: np.ndarray, dy: np.ndarray, fshape: tuple[int, int,
             out.fill(0)
         return
     width = fw * c  # dF rows per kernel row u, contiguous in each padded input row
-    rows = tile_rows(width)
+    # the tallest tiles: rows of hundreds make the remainder tile's share small (conv4's
+    # 320: 6-row tiles 130 GFLOP/s on one core, 5-row ones 119)
+    rows = min(max(TILE_ROWS), width)
     full = width // rows * rows
     u = np.arange(fh).reshape(-1, 1)
     tilings = []

@@ -103,7 +103,9 @@ def test_filter_grad_matches_float64(geometry, accumulate):
 
 def test_tile_heights():
     assert directconv.tile_rows(80) == 5    # 16 x 5
-    assert directconv.tile_rows(160) == 6   # 26 x 6 + 4
+    assert directconv.tile_rows(160) == 5   # 32 x 5
+    assert directconv.tile_rows(40) == 5
+    assert directconv.tile_rows(46) == 6    # 7 x 6 + 4
     assert directconv.tile_rows(36) == 6
     assert directconv.tile_rows(37) == 6    # every height leaves 1-3: the tallest
     assert directconv.tile_rows(2) == 2
