@@ -188,3 +188,64 @@ def test_environment_switch_turns_the_kernel_off():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=120, check=True).stdout.split()
     assert out[0] == "False" and out[1] in ("None", "True")
+
+
+def _seed_like_spec(dtype: type) -> dict:
+    """A small net shaped like seed320's first half: 3 -> 64 -> 64 -> 128 channels of 5x5
+    'same' convolutions (rows of 128 positions: conv3's dX has 128 input channels), max
+    pools, a final whole-input conv and a softmax loss."""
+    rng = np.random.default_rng(11)
+
+    def conv(c: int, k: int, size: int = 5, pad: int = 2) -> dict:
+        f = rng.standard_normal((size, size, c, k)) * np.sqrt(2 / (size * size * c))
+        return {"type": "conv", "weights": [f.astype(dtype), (0.1 * rng.standard_normal(k))
+                                            .astype(dtype)], "pad": pad}
+
+    pool = {"type": "pool", "method": "max", "pool": [2, 2], "stride": 2}
+    return {"name": "seed_like", "input": [32, 256, 3], "layers": [
+        conv(3, 64), {"type": "relu"}, dict(pool),
+        conv(64, 64), {"type": "relu"},
+        conv(64, 128), {"type": "relu"}, dict(pool),
+        {"type": "conv", "weights": [
+            (0.01 * rng.standard_normal((8, 64, 128, 10))).astype(dtype),
+            np.zeros(10, dtype)]},
+        {"type": "softmaxloss"}]}
+
+
+def test_network_through_the_direct_path_matches_float64(monkeypatch):
+    """Forward, every input derivative and every filter derivative of a seed-like net on
+    the NumPy backend (the direct kernel in conv1's forward and dF, conv2's forward, dX
+    and dF, conv3's forward, dX and dF) against the same net in float64 without it."""
+    import layerspec
+    from layerspec.backend import NUMPY, NUMPY_GENERIC
+
+    if NUMPY.kernels is None or NUMPY.kernels.direct_conv is None:
+        pytest.skip("the NumPy backend has no compiled kernels here")
+    used = set()  # (function, filter shape), whatever the number of parts
+    for name, shape_at in (("conv_images", 4), ("filter_grad_images", 2)):
+        real = getattr(directconv, name)
+        monkeypatch.setattr(directconv, name, lambda *a, real=real, name=name, at=shape_at,
+                            **k: (used.add((name, tuple(a[at]))), real(*a, **k))[1])
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 32, 256, 3))
+    labels = np.array([3, 7])
+    res32 = layerspec.simplenn(layerspec.load(_seed_like_spec(np.float32), backend=NUMPY),
+                               x.astype(np.float32), dzdy=1.0, labels=labels)
+    assert used == {("conv_images", (5, 5, 3, 64)), ("conv_images", (5, 5, 64, 64)),
+                    ("conv_images", (5, 5, 64, 128)), ("conv_images", (5, 5, 128, 64)),
+                    ("filter_grad_images", (5, 5, 3, 64)),
+                    ("filter_grad_images", (5, 5, 64, 64)),
+                    ("filter_grad_images", (5, 5, 64, 128))}
+    res64 = layerspec.simplenn(layerspec.load(_seed_like_spec(np.float64),
+                                              backend=NUMPY_GENERIC), x, dzdy=1.0,
+                               labels=labels)
+
+    def rel(a, b):
+        return float(np.abs(np.asarray(a, np.float64) - b).max() / np.abs(b).max())
+
+    assert rel(res32[-1].x, res64[-1].x) < 1e-5
+    for i, (r32, r64) in enumerate(zip(res32, res64, strict=True)):
+        if r64.dzdx is not None:
+            assert rel(r32.dzdx, r64.dzdx) < 2e-5, f"dzdx {i}"
+        for j, (w32, w64) in enumerate(zip(r32.dzdw or [], r64.dzdw or [], strict=True)):
+            assert rel(w32, w64) < 2e-5, f"dzdw {i} {j}"
