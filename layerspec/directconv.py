@@ -38,17 +38,22 @@ import numpy as np
 #: output channels per register tile (4 AVX-512 vectors of 16 floats)
 LANES, VECTORS = 16, 4
 CHUNK = LANES * VECTORS
+#: layers whose output channels are a multiple of 32 but not of 64 (lenet_cifar's 32) take
+#: tiles of 2 vectors (32 channels) and up to 12 rows
+NARROW_VECTORS = 2
 #: tile heights (output positions) the kernel is compiled for; a layer takes the one that
 #: covers its output rows with the least recomputation (24 accumulators at 6 rows)
 TILE_ROWS = (6, 5, 4)
+NARROW_TILE_ROWS = (12, 10, 8)
 #: packed filter rows (x 256 bytes) one pass over a band's tiles reads: sums are split into
 #: blocks of whole groups that accumulate into the output. Where a group fits, blocks of
-#: ``L1_BLOCK`` rows (32 KB) stay in the L1 cache while every tile of the band reads them;
-#: larger groups (256+ channels) take ``K_BLOCK`` rows from L2. Interleaved, 2 threads, on
-#: seed320's layers (GFLOP/s): 128-row blocks 264 / 281 / 263 on conv4 / conv7 / conv9
-#: against 254 / 252 / 249 for 2048; on 256 channels 2048 gave 232 against 184-218.
-L1_BLOCK = 128
-K_BLOCK = 2048
+#: ``L1_BLOCK_BYTES`` (128 rows of 64 channels) stay in the L1 cache while every tile of
+#: the band reads them; larger groups (256+ channels) take ``K_BLOCK_BYTES`` from L2.
+#: Interleaved, 2 threads, on seed320's layers (GFLOP/s): 128-row blocks 264 / 281 / 263
+#: on conv4 / conv7 / conv9 against 254 / 252 / 249 for 2048-row ones; on 256 channels
+#: 2048 rows gave 232 against 184-218 for smaller blocks.
+L1_BLOCK_BYTES = 32 << 10
+K_BLOCK_BYTES = 512 << 10
 
 #: output rows are computed in bands whose inputs and outputs take about this many bytes, so
 #: that the passes over the filter chunks and blocks find them in the (per-core) L2 cache
@@ -58,16 +63,16 @@ _MODE_ZERO, _MODE_ACCUMULATE, _MODE_BIAS = 0, 1, 2
 _compile_lock = threading.Lock()
 
 
-def _kernel_ir(rows: int) -> str:
+def _kernel_ir(rows: int, vectors: int = VECTORS) -> str:
     """LLVM IR of ``tile(y, ldy, ys, x, xs, sr, ntiles, xo, G, groups, w, ldw, bias, mode)``:
-    for each tile ``t < ntiles`` and row ``r < rows``, with ``Y = y + ys[t] + r*ldy`` (64
-    floats) and ``X = x + xs[t] + r*sr``: ``Y`` = 0, ``bias[0:64]`` or itself (``mode`` 0,
-    2, 1), then for each group ``g < groups``,
-    ``Y += sum_{k in group g} X[xo[k]] * w[k*ldw : k*ldw+64]``
+    for each tile ``t < ntiles`` and row ``r < rows``, with ``Y = y + ys[t] + r*ldy`` (``n =
+    16*vectors`` floats) and ``X = x + xs[t] + r*sr``: ``Y`` = 0, ``bias[0:n]`` or itself
+    (``mode`` 0, 2, 1), then for each group ``g < groups``,
+    ``Y += sum_{k in group g} X[xo[k]] * w[k*ldw : k*ldw+n]``
     (``G`` terms a group, summed in registers from zero, as a BLAS product per kernel offset
     does before it adds into its output)."""
     vt = f"<{LANES} x float>"
-    acc = [(r, j) for r in range(rows) for j in range(VECTORS)]
+    acc = [(r, j) for r in range(rows) for j in range(vectors)]
     out: list[str] = []
     a = out.append
     a(f"declare {vt} @llvm.fma.v{LANES}f32({vt}, {vt}, {vt})")
@@ -96,7 +101,7 @@ def _kernel_ir(rows: int) -> str:
         a(f"  %yp{r}_{j} = bitcast float* %yf{r}_{j} to {vt}*")
     a("  switch i64 %mode, label %fromzero [i64 1, label %group i64 2, label %frombias]")
     a("frombias:")
-    for j in range(VECTORS):
+    for j in range(vectors):
         a(f"  %bf{j} = getelementptr float, float* %bias, i64 {j * LANES}")
         a(f"  %bp{j} = bitcast float* %bf{j} to {vt}*")
         a(f"  %b{j} = load {vt}, {vt}* %bp{j}, align 4")
@@ -126,7 +131,7 @@ def _kernel_ir(rows: int) -> str:
         a(f"  %xe{r} = insertelement {vt} undef, float %xv{r}, i32 0")
         a(f"  %xb{r} = shufflevector {vt} %xe{r}, {vt} undef, <{LANES} x i32> zeroinitializer")
     a("  %wk = mul i64 %k, %ldw")
-    for j in range(VECTORS):
+    for j in range(vectors):
         a(f"  %wi{j} = add i64 %wk, {j * LANES}")
         a(f"  %wf{j} = getelementptr float, float* %w, i64 %wi{j}")
         a(f"  %wp{j} = bitcast float* %wf{j} to {vt}*")
@@ -191,9 +196,9 @@ def supported() -> bool:
 class _Compiled:
     """One compiled tile kernel; holds the engine that owns its machine code."""
 
-    def __init__(self, rows: int) -> None:
+    def __init__(self, rows: int, vectors: int) -> None:
         llvm = _llvm()
-        module = llvm.parse_assembly(_kernel_ir(rows))
+        module = llvm.parse_assembly(_kernel_ir(rows, vectors))
         module.verify()
         machine = llvm.Target.from_default_triple().create_target_machine(
             cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
@@ -204,52 +209,83 @@ class _Compiled:
 
 
 @functools.cache
-def _kernel(rows: int) -> _Compiled:
+def _kernel(rows: int, vectors: int) -> _Compiled:
     with _compile_lock:
-        return _Compiled(rows)
+        return _Compiled(rows, vectors)
+
+
+def chunk_of(k: int) -> int:
+    """Output channels per tile for ``k`` outputs: 64 where they divide ``k``, else 32
+    (0 when neither does: the kernel does not apply)."""
+    if k > 0 and k % CHUNK == 0:
+        return CHUNK
+    if k > 0 and k % (LANES * NARROW_VECTORS) == 0:
+        return LANES * NARROW_VECTORS
+    return 0
 
 
 def applies(dtype: Any, k: int) -> bool:
     """Whether :func:`conv_images` computes a convolution of host arrays of ``dtype`` with
-    ``k`` output channels on this machine."""
-    return np.dtype(dtype) == np.float32 and k % CHUNK == 0 and k > 0 and supported()
+    ``k`` output channels on this machine (float32, ``k`` a multiple of 32, AVX-512)."""
+    return np.dtype(dtype) == np.float32 and chunk_of(k) > 0 and supported()
 
 
-#: terms a group sums in registers before adding into the output: one kernel offset's C
-#: channels, or several offsets where C is small (conv1's 3 channels: all 75 terms at once)
-GROUP_TERMS = 128
+#: fewest terms a group sums in registers before adding into the output, as a BLAS product
+#: sums a block of its inner dimension: one kernel offset's C channels where C >= 64, else
+#: as many whole offsets as it takes (lenet_cifar's 32 channels: 5 offsets, 160 terms;
+#: conv1's 3 channels: all 75). With one offset of 32 channels a group, one of lenet_cifar's
+#: conv2 outputs within float32 rounding of zero (3.8e-8 in MatConvNet, max 0.57) came out
+#: negative and flipped its ReLU; with 160-term groups the forward error is the BLAS path's
+GROUP_TERMS = 64
 
 
 def group_offsets(fh: int, fw: int, c: int) -> int:
-    """Kernel offsets per group: the largest divisor ``d`` of ``FH*FW`` with ``d*C`` at
-    most :data:`GROUP_TERMS` (at least 1)."""
-    return max(d for d in range(1, fh * fw + 1)
-               if (fh * fw) % d == 0 and (d == 1 or d * c <= GROUP_TERMS))
+    """Kernel offsets per group: the smallest divisor ``d`` of ``FH*FW`` with ``d*C`` at
+    least :data:`GROUP_TERMS` (all offsets if none is)."""
+    return min((d for d in range(1, fh * fw + 1)
+                if (fh * fw) % d == 0 and d * c >= GROUP_TERMS), default=fh * fw)
 
 
 def packed_shape(fshape: tuple[int, ...]) -> tuple[int, int, int]:
     """Shape of :func:`pack_filters`' result for filters of shape ``(FH, FW, C, K)``."""
     fh, fw, c, k = fshape
-    return (k // CHUNK, fh * fw * c, CHUNK)
+    chunk = chunk_of(k)
+    return (k // chunk, fh * fw * c, chunk)
 
 
 def pack_filters(f: Any, out: np.ndarray | None = None) -> np.ndarray:
-    """``f`` ``(FH, FW, C, K)`` (any strides) as ``(K/64, FH*FW*C, 64)`` contiguous float32."""
+    """``f`` ``(FH, FW, C, K)`` (any strides) as ``(K/n, FH*FW*C, n)`` contiguous float32,
+    ``n`` = :func:`chunk_of` ``(K)``: chunk ``q`` holds output channels ``nq .. nq+n-1``."""
     fh, fw, c, k = f.shape
+    chunk = chunk_of(k)
     packed = np.empty(packed_shape(f.shape), np.float32) if out is None else out
-    np.copyto(packed, np.asarray(f).reshape(fh * fw * c, k // CHUNK, CHUNK).transpose(1, 0, 2))
+    np.copyto(packed, np.asarray(f).reshape(fh * fw * c, k // chunk, chunk).transpose(1, 0, 2))
     return packed
 
 
-def tile_rows(wo: int) -> int:
+def tile_heights(chunk: int) -> tuple[int, ...]:
+    """The tile heights for tiles ``chunk`` channels wide (24 accumulators at most)."""
+    return TILE_ROWS if chunk == CHUNK else NARROW_TILE_ROWS
+
+
+def tile_rows(wo: int, chunk: int = CHUNK) -> int:
     """The tile height for output rows of ``wo`` positions. A row is ``wo // R`` tiles of
     ``R`` plus one of the remaining ``wo % R`` (which keeps fewer registers busy): the
     tallest ``R`` that divides ``wo``, else the tallest whose remainder is at least 4, else
     the tallest. (One core, seed320: 5-row tiles 151 / 143 GFLOP/s on conv4 / conv9's
     160- and 80-wide rows, 6-row tiles with remainders 143 / 122.)"""
-    if wo < min(TILE_ROWS):
+    heights = tile_heights(chunk)
+    if wo < min(heights):
         return wo
-    return min(TILE_ROWS, key=lambda r: (wo % r != 0, 0 < wo % r < min(TILE_ROWS), -r))
+    return min(heights, key=lambda r: (wo % r != 0, 0 < wo % r < 4, -r))
+
+
+def _block_groups(size: int, chunk: int) -> int:
+    """Groups of ``size`` filter rows per pass (``chunk`` floats a row): what fits
+    :data:`L1_BLOCK_BYTES`, else :data:`K_BLOCK_BYTES`, at least one."""
+    row = 4 * chunk
+    budget = L1_BLOCK_BYTES if size * row <= L1_BLOCK_BYTES else K_BLOCK_BYTES
+    return max(1, budget // (size * row))
 
 
 @functools.cache
@@ -287,11 +323,12 @@ def conv_images(xflat: np.ndarray, hp: int, wp: int, packed: np.ndarray,
     raw addresses). Runs on the calling thread, without the GIL."""
     fh, fw, c, k = fshape
     images, ho, wo, _ = out.shape
+    chunk = chunk_of(k)
     arrays = (out, xflat, packed)
     if not all(a.dtype == np.float32 and a.flags.c_contiguous for a in arrays) \
-            or out.shape[3] != k or k % CHUNK or xflat.shape[1] != c \
+            or out.shape[3] != k or not chunk or xflat.shape[1] != c \
             or xflat.shape[0] < images * hp * wp \
-            or packed.shape != (k // CHUNK, fh * fw * c, CHUNK) \
+            or packed.shape != (k // chunk, fh * fw * c, chunk) \
             or ho != hp - (fh - 1) * dil[0] or wo != wp - (fw - 1) * dil[1] \
             or (bias is not None and bias.size != k):
         raise ValueError("conv_images: arrays do not match the geometry "
@@ -299,38 +336,39 @@ def conv_images(xflat: np.ndarray, hp: int, wp: int, packed: np.ndarray,
                          f"filters {fshape}, padded {hp}x{wp})")
     if images == 0 or ho == 0 or wo == 0:
         return
-    rows = tile_rows(wo)
+    vectors = chunk // LANES
+    rows = tile_rows(wo, chunk)
     full = wo // rows * rows
-    tilings = [(_kernel(rows), _tile_starts(images, ho, np.arange(0, full, rows), wo, hp, wp,
-                                            c, k))]
+    tilings = [(_kernel(rows, vectors), _tile_starts(images, ho, np.arange(0, full, rows), wo,
+                                                     hp, wp, c, k))]
     if full < wo:  # the rest of each row: one shorter tile (so no output is summed twice)
-        tilings.append((_kernel(wo - full), _tile_starts(images, ho, np.array([full]), wo, hp,
-                                                         wp, c, k)))
+        tilings.append((_kernel(wo - full, vectors),
+                        _tile_starts(images, ho, np.array([full]), wo, hp, wp, c, k)))
     offsets = _offsets(fh, fw, c, wp, dil)
     size = group_offsets(fh, fw, c) * c
     groups = fh * fw * c // size
-    per_block = max(1, (L1_BLOCK if size <= L1_BLOCK else K_BLOCK) // size)
+    per_block = _block_groups(size, chunk)
     bias32 = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
     y_addr, x_addr = out.ctypes.data, xflat.ctypes.data
     band = max(1, BAND_BYTES // (4 * (wp * c + wo * k)))
     for r0 in range(0, images * ho, band):
         r1 = min(images * ho, r0 + band)
-        for q in range(k // CHUNK):
+        for q in range(k // chunk):
             for g0 in range(0, groups, per_block):
                 if g0:
                     mode, b_addr = _MODE_ACCUMULATE, None
                 elif bias32 is None:
                     mode, b_addr = _MODE_ZERO, None
                 else:
-                    mode, b_addr = _MODE_BIAS, bias32.ctypes.data + 4 * q * CHUNK
+                    mode, b_addr = _MODE_BIAS, bias32.ctypes.data + 4 * q * chunk
                 for kernel, (ys, xs) in tilings:
                     per_row = ys.size // (images * ho)
                     t0 = r0 * per_row
-                    kernel.call(y_addr + 4 * q * CHUNK, k, ys.ctypes.data + 8 * t0, x_addr,
+                    kernel.call(y_addr + 4 * q * chunk, k, ys.ctypes.data + 8 * t0, x_addr,
                                 xs.ctypes.data + 8 * t0, c, (r1 - r0) * per_row,
                                 offsets.ctypes.data + 8 * g0 * size, size,
                                 min(per_block, groups - g0),
-                                packed[q].ctypes.data + 4 * g0 * size * CHUNK, CHUNK, b_addr,
+                                packed[q].ctypes.data + 4 * g0 * size * chunk, chunk, b_addr,
                                 mode)
 
 
@@ -343,10 +381,10 @@ DF_BLOCK_BYTES = 256 << 10
 
 def filter_grad_applies(dtype: Any, k: int) -> bool:
     """Whether :func:`filter_grad_images` should compute a filter derivative with ``k``
-    output channels: one or two chunks of 64 (the inputs are read again for each chunk).
-    Interleaved, 2 threads, against the BLAS path: seed320's conv4 (64) 0.70x the time,
-    conv7 / conv9 (128) 0.97x / 0.92x; conv15 / conv17 (256) 1.12x / 0.95x."""
-    return k in (CHUNK, 2 * CHUNK) and applies(dtype, k)
+    output channels: one or two chunks (32, 64 or 128; the inputs are read again for each
+    chunk). Interleaved, 2 threads, against the BLAS path: seed320's conv4 (64) 0.70x the
+    time, conv7 / conv9 (128) 0.97x / 0.92x; conv15 / conv17 (256) 1.12x / 0.95x."""
+    return k in (LANES * NARROW_VECTORS, CHUNK, 2 * CHUNK) and applies(dtype, k)
 
 
 def filter_grad_images(xpad: np.ndarray, dy: np.ndarray, fshape: tuple[int, int, int, int],
@@ -362,9 +400,10 @@ def filter_grad_images(xpad: np.ndarray, dy: np.ndarray, fshape: tuple[int, int,
     fh, fw, c, k = fshape
     images, hp, wp, _ = xpad.shape
     _, ho, wo, _ = dy.shape
+    chunk = chunk_of(k)
     arrays = (xpad, dy, out)
     if not all(a.dtype == np.float32 and a.flags.c_contiguous for a in arrays) \
-            or k % CHUNK or xpad.shape[3] != c or dy.shape != (images, ho, wo, k) \
+            or not chunk or xpad.shape[3] != c or dy.shape != (images, ho, wo, k) \
             or out.shape != (fh * fw * c, k) or ho != hp - fh + 1 or wo != wp - fw + 1:
         raise ValueError("filter_grad_images: arrays do not match the geometry "
                          f"(x {xpad.shape}, dy {dy.shape}, dF {out.shape}, filters {fshape})")
@@ -373,10 +412,11 @@ def filter_grad_images(xpad: np.ndarray, dy: np.ndarray, fshape: tuple[int, int,
         if not accumulate:
             out.fill(0)
         return
+    vectors = chunk // LANES
     width = fw * c  # dF rows per kernel row u, contiguous in each padded input row
     # the tallest tiles: rows of hundreds make the remainder tile's share small (conv4's
     # 320: 6-row tiles 130 GFLOP/s on one core, 5-row ones 119)
-    rows = min(max(TILE_ROWS), width)
+    rows = min(max(tile_heights(chunk)), width)
     full = width // rows * rows
     u = np.arange(fh).reshape(-1, 1)
     tilings = []
@@ -384,7 +424,7 @@ def filter_grad_images(xpad: np.ndarray, dy: np.ndarray, fshape: tuple[int, int,
         if height:
             ys = ((u * width + starts) * k).reshape(-1).astype(np.int64)
             xs = (u * wp * c + starts).reshape(-1).astype(np.int64)
-            tilings.append((_kernel(height), ys, xs))
+            tilings.append((_kernel(height, vectors), ys, xs))
     n = np.arange(images).reshape(-1, 1, 1)
     i = np.arange(ho).reshape(1, -1, 1)
     j = np.arange(wo).reshape(1, 1, -1)
@@ -401,9 +441,9 @@ def filter_grad_images(xpad: np.ndarray, dy: np.ndarray, fshape: tuple[int, int,
                 continue
             mode = _MODE_ZERO if first else _MODE_ACCUMULATE
             first = False
-            for q in range(k // CHUNK):
+            for q in range(k // chunk):
                 for kernel, ys, xs in tilings:
-                    kernel.call(out.ctypes.data + 4 * q * CHUNK, k, ys.ctypes.data,
+                    kernel.call(out.ctypes.data + 4 * q * chunk, k, ys.ctypes.data,
                                 xpad.ctypes.data, xs.ctypes.data, 1, ys.size,
                                 xo.ctypes.data + 8 * start, size, groups,
-                                dy.ctypes.data + 4 * (start * k + q * CHUNK), k, None, mode)
+                                dy.ctypes.data + 4 * (start * k + q * chunk), k, None, mode)

@@ -50,6 +50,8 @@ GEOMETRIES = [
     (2, 6, 37, 256, 4, 4, 64, (0, 0, 0, 0), (1, 1)),    # 34-wide rows, 2 K blocks
     (1, 4, 40, 192, 4, 4, 64, (1, 1, 1, 1), (1, 1)),    # 39 = 6 x 6 + 3, 2 K blocks
     (1, 5, 11, 40, 2, 3, 64, (1, 2, 0, 3), (1, 2)),     # odd everything
+    (3, 16, 16, 32, 5, 5, 32, (2, 2, 2, 2), (1, 1)),    # lenet_cifar's conv2: 32-wide tiles
+    (2, 7, 29, 24, 3, 3, 96, (1, 1, 0, 2), (1, 1)),     # three 32-wide chunks, 12-row tiles
 ]
 
 
@@ -75,6 +77,7 @@ DF_GEOMETRIES = [
     (3, 9, 8, 64, 3, 3, 128, (1, 0, 2, 1)),     # 192 rows per kernel row, 2 chunks
     (1, 40, 41, 16, 2, 3, 64, (0, 0, 0, 0)),    # 1560 positions: blocks + a short group
     (2, 2, 3, 7, 2, 2, 64, (0, 1, 0, 0)),       # fewer positions than a group
+    (3, 16, 16, 32, 5, 5, 32, (2, 2, 2, 2)),    # 32 outputs: 32-wide tiles of 12 rows
 ]
 
 
@@ -116,10 +119,19 @@ def test_tile_heights():
                            for j in (0, 5)]
 
 
+def test_chunks():
+    assert [directconv.chunk_of(k) for k in (64, 128, 32, 96, 16, 0, 100)] == \
+        [64, 64, 32, 32, 0, 0, 0]
+    assert directconv.packed_shape((5, 5, 3, 96)) == (3, 75, 32)
+    assert directconv.tile_rows(16, 32) == 8 and directconv.tile_rows(36, 32) == 12
+
+
 def test_group_offsets():
     assert directconv.group_offsets(5, 5, 64) == 1
+    assert directconv.group_offsets(5, 5, 32) == 5
     assert directconv.group_offsets(5, 5, 3) == 25
-    assert directconv.group_offsets(3, 3, 16) == 3
+    assert directconv.group_offsets(3, 3, 16) == 9
+    assert directconv.group_offsets(2, 4, 16) == 4
     assert directconv.group_offsets(1, 7, 200) == 1
 
 
