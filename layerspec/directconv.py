@@ -312,47 +312,68 @@ def _tile_starts(images: int, ho: int, cols: np.ndarray, wo: int, hp: int, wp: i
     return ys, xs
 
 
+@functools.cache
+def _conv_tilings(images: int, ho: int, wo: int, hp: int, wp: int, c: int,
+                  k: int) -> tuple[tuple[int, np.ndarray, np.ndarray], ...]:
+    """``(rows, ys, xs)`` per tiling of every output row (:func:`tile_rows`-high tiles, then
+    one shorter tile for the rest of each row, so that no output is summed twice), in
+    output-row order (read-only, cached per geometry)."""
+    rows = tile_rows(wo, chunk_of(k))
+    full = wo // rows * rows
+    tilings = [(rows, np.arange(0, full, rows))]
+    if full < wo:
+        tilings.append((wo - full, np.array([full])))
+    out = []
+    for height, cols in tilings:
+        ys, xs = _tile_starts(images, ho, cols, wo, hp, wp, c, k)
+        ys.flags.writeable = xs.flags.writeable = False
+        out.append((height, ys, xs))
+    return tuple(out)
+
+
+def band_rows(wp: int, c: int, wo: int, k: int) -> int:
+    """Output rows per band: inputs and outputs of about :data:`BAND_BYTES`."""
+    return max(1, BAND_BYTES // (4 * (wp * c + wo * k)))
+
+
 def conv_images(xflat: np.ndarray, hp: int, wp: int, packed: np.ndarray,
                 fshape: tuple[int, int, int, int], dil: tuple[int, int], out: np.ndarray,
-                bias: np.ndarray | None = None) -> None:
+                bias: np.ndarray | None = None, rows: tuple[int, int] | None = None) -> None:
     """``out`` ``(N, Ho, Wo, K)`` = stride-1 convolution of the N images whose zero-padded
     ``Hp x Wp`` grids start ``xflat`` ``(rows, C)`` with the filters ``packed`` by
     :func:`pack_filters` (``fshape`` is their ``(FH, FW, C, K)``), plus ``bias`` ``(K,)``
     when given; ``Ho = Hp - (FH-1)*dil_y``, ``Wo`` likewise (every input a tile reads lies
-    in its image's padded grid). All float32 and C-contiguous (checked: the kernel works on
-    raw addresses). Runs on the calling thread, without the GIL."""
+    in its image's padded grid). ``rows``: only output rows ``[r0, r1)`` of the ``N*Ho``
+    (the others are left as they are). All float32 and C-contiguous (checked: the kernel
+    works on raw addresses). Runs on the calling thread, without the GIL."""
     fh, fw, c, k = fshape
     images, ho, wo, _ = out.shape
     chunk = chunk_of(k)
+    r0, r1 = (0, images * ho) if rows is None else rows
     arrays = (out, xflat, packed)
     if not all(a.dtype == np.float32 and a.flags.c_contiguous for a in arrays) \
             or out.shape[3] != k or not chunk or xflat.shape[1] != c \
             or xflat.shape[0] < images * hp * wp \
             or packed.shape != (k // chunk, fh * fw * c, chunk) \
             or ho != hp - (fh - 1) * dil[0] or wo != wp - (fw - 1) * dil[1] \
-            or (bias is not None and bias.size != k):
+            or (bias is not None and bias.size != k) or not 0 <= r0 <= r1 <= images * ho:
         raise ValueError("conv_images: arrays do not match the geometry "
                          f"(out {out.shape}, x {xflat.shape}, packed {packed.shape}, "
-                         f"filters {fshape}, padded {hp}x{wp})")
-    if images == 0 or ho == 0 or wo == 0:
+                         f"filters {fshape}, padded {hp}x{wp}, rows {rows})")
+    if r0 == r1 or wo == 0:
         return
     vectors = chunk // LANES
-    rows = tile_rows(wo, chunk)
-    full = wo // rows * rows
-    tilings = [(_kernel(rows, vectors), _tile_starts(images, ho, np.arange(0, full, rows), wo,
-                                                     hp, wp, c, k))]
-    if full < wo:  # the rest of each row: one shorter tile (so no output is summed twice)
-        tilings.append((_kernel(wo - full, vectors),
-                        _tile_starts(images, ho, np.array([full]), wo, hp, wp, c, k)))
+    tilings = [(_kernel(height, vectors), ys, xs)
+               for height, ys, xs in _conv_tilings(images, ho, wo, hp, wp, c, k)]
     offsets = _offsets(fh, fw, c, wp, dil)
     size = group_offsets(fh, fw, c) * c
     groups = fh * fw * c // size
     per_block = _block_groups(size, chunk)
     bias32 = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
     y_addr, x_addr = out.ctypes.data, xflat.ctypes.data
-    band = max(1, BAND_BYTES // (4 * (wp * c + wo * k)))
-    for r0 in range(0, images * ho, band):
-        r1 = min(images * ho, r0 + band)
+    band = band_rows(wp, c, wo, k)
+    for b0 in range(r0, r1, band):
+        b1 = min(r1, b0 + band)
         for q in range(k // chunk):
             for g0 in range(0, groups, per_block):
                 if g0:
@@ -361,11 +382,11 @@ def conv_images(xflat: np.ndarray, hp: int, wp: int, packed: np.ndarray,
                     mode, b_addr = _MODE_ZERO, None
                 else:
                     mode, b_addr = _MODE_BIAS, bias32.ctypes.data + 4 * q * chunk
-                for kernel, (ys, xs) in tilings:
+                for kernel, ys, xs in tilings:
                     per_row = ys.size // (images * ho)
-                    t0 = r0 * per_row
+                    t0 = b0 * per_row
                     kernel.call(y_addr + 4 * q * chunk, k, ys.ctypes.data + 8 * t0, x_addr,
-                                xs.ctypes.data + 8 * t0, c, (r1 - r0) * per_row,
+                                xs.ctypes.data + 8 * t0, c, (b1 - b0) * per_row,
                                 offsets.ctypes.data + 8 * g0 * size, size,
                                 min(per_block, groups - g0),
                                 packed[q].ctypes.data + 4 * g0 * size * chunk, chunk, b_addr,

@@ -48,6 +48,37 @@ def test_run_covers_every_item_once(n, count):
     assert len(names) <= max(1, min(count, n))
 
 
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 40])
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_shared_items_are_each_taken_once_and_a_slow_thread_takes_fewer(n, count):
+    hits = np.zeros(n, int)
+    taken: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def item(i):
+        name = threading.current_thread().name
+        with lock:
+            hits[i] += 1
+            taken[name] = taken.get(name, 0) + 1
+        if name == threading.main_thread().name and count > 1:
+            time.sleep(0.01)  # the caller's thread is slow: the others take more items
+
+    HostThreads(count, min_bytes=0).run_shared(n, item)
+    assert (hits == 1).all()
+    assert len(taken) <= max(1, min(count, n))
+    if count > 1 and n == 40:
+        assert taken.get(threading.main_thread().name, 0) < n // count
+
+
+def test_shared_item_errors_reach_the_caller():
+    def item(i):
+        if i == 3:
+            raise ValueError("item 3")
+
+    with pytest.raises(ValueError, match="item 3"):
+        HostThreads(2, min_bytes=0).run_shared(10, item)
+
+
 def test_small_work_stays_on_the_callers_thread():
     t = HostThreads(4, min_bytes=1000)
     assert t.parts(100, 999) == 1

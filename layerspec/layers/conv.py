@@ -5,7 +5,13 @@ Filters ``F`` are ``(FH, FW, FC, K)``; when ``FC < C`` the input is split into `
 groups, group ``g`` reads channels ``[g*FC, (g+1)*FC)`` and owns filters
 ``[g*K/G, (g+1)*K/G)``. The bias has ``K`` elements or none (an empty array).
 
-Performance (NHWC, float32, every product through BLAS):
+Performance (NHWC, float32; products through BLAS, or the direct kernel below):
+
+* On AVX-512 hosts with the compiled kernels, stride-1 convolutions with at most 64 input
+  channels (128 on rows of 64+ positions) and a multiple of 32 output channels run on
+  :mod:`layerspec.directconv`'s register-tiled kernel (:func:`direct_conv`: forward, dX as
+  the conv of dY with the flipped filters, and dF for 32-128 outputs): no patches, no BLAS
+  packing, output positions only. Everything below is the path elsewhere.
 
 * im2col is one copy from an ``as_strided`` window view ``(N, Ho, Wo, FH, FW, C)`` whose inner
   ``FW*C`` run is contiguous, done in cache-sized blocks of output rows
@@ -352,7 +358,9 @@ def direct_conv(xp: Any, x: Any, f: Any, pad: tuple[int, int, int, int],
     """Stride-1 convolution by the register-tiled kernel of :mod:`layerspec.directconv`
     (where :func:`direct_ok`): ``x`` ``(N, H, W, C)`` zero-padded and flattened to rows of
     C channels, the filters ``f`` ``(FH, FW, C, K)`` (any strides: dX passes the flipped,
-    transposed view) packed once, the images split over ``threads``. ``out``: ``(N, Ho, Wo,
+    transposed view) packed once, bands of output rows handed to whichever of ``threads``
+    is free (:meth:`~layerspec.hostthreads.HostThreads.run_shared`; every output is
+    computed the same way on any thread). ``out``: ``(N, Ho, Wo,
     K)`` C-contiguous, written (plus ``bias`` ``(K,)`` when given) and returned."""
     direct = kern.direct_conv
     n, h, w, _ = x.shape
@@ -361,11 +369,15 @@ def direct_conv(xp: Any, x: Any, f: Any, pad: tuple[int, int, int, int],
     packed = direct.pack_filters(f, ws.scratch(xp, "fpacked", direct.packed_shape(f.shape),
                                                x.dtype))
 
-    def part(_: int, i0: int, i1: int) -> None:
-        direct.conv_images(xf[i0 * hp * wp:], hp, wp, packed, f.shape, dilate, out[i0:i1],
-                           bias)
+    ho, wo, k = out.shape[1:]
+    band = direct.band_rows(wp, x.shape[3], wo, k)
+    bands = -(-n * ho // band)
 
-    threads.run_parts(n, image_parts(xp, threads, n), part)
+    def run(i: int) -> None:  # each band of output rows, on whichever thread is free
+        direct.conv_images(xf, hp, wp, packed, f.shape, dilate, out, bias,
+                           rows=(i * band, min(n * ho, (i + 1) * band)))
+
+    threads.run_shared(bands, run)
     return out
 
 
@@ -569,24 +581,48 @@ def direct_df_ok(xp: Any, kern: Any, dtype: Any, x_shape: tuple[int, ...],
             and kern.direct_conv.filter_grad_applies(dtype, f_shape[3]))
 
 
+#: items (bands of output rows) per host thread that :func:`_df_direct` hands out: a
+#: thread slowed for a while takes fewer of them
+DF_ITEMS_PER_THREAD = 4
+
+
 def _df_direct(xp: Any, x: Any, dy: Any, f_shape: tuple[int, ...],
                pad: tuple[int, int, int, int], ws: Workspace, key: Any, kern: Any,
                threads: HostThreads) -> Any:
     """dF ``(FH*FW*C, K)`` by :func:`layerspec.directconv.filter_grad_images` (where
-    :func:`direct_df_ok`): each part of whole images pads its own images and sums their
-    products on its own thread; the parts' sums are then added in order."""
+    :func:`direct_df_ok`). The ``N*Ho`` output rows are cut into a fixed number of bands
+    (:data:`DF_ITEMS_PER_THREAD` per thread), each summed into its own buffer by whichever
+    thread is free; the bands' sums are then added in order, so the result does not depend
+    on which thread took which band."""
     n = x.shape[0]
     fh, fw, c, k = f_shape
-    parts = max(1, image_parts(xp, threads, n))
+    ho = dy.shape[1]
     x = xp.ascontiguousarray(x)
     xpad = _pad_buffer(xp, x, pad, ws)
-    sums = [ws.scratch(xp, f"df{p}", (fh * fw * c, k), dy.dtype) for p in range(parts)]
+    if xpad is not x:
+        pad_into(xp, x, pad, xpad, threads=threads)
+    rows = n * ho
+    items = 1 if threads.count == 1 else max(1, min(rows, DF_ITEMS_PER_THREAD * threads.count))
+    bounds = [rows * i // items for i in range(items + 1)]
+    sums = [ws.scratch(xp, f"df{p}", (fh * fw * c, k), dy.dtype) for p in range(items)]
 
-    def part(p: int, i0: int, i1: int) -> None:
-        kern.direct_conv.filter_grad_images(_pad_part(xp, x, pad, xpad, i0, i1), dy[i0:i1],
-                                            f_shape, sums[p])
+    def band(i: int) -> None:
+        g0, g1 = bounds[i], bounds[i + 1]
+        first = True
+        while g0 < g1:
+            image, r0 = divmod(g0, ho)
+            if r0 == 0 and g1 - g0 >= ho:  # whole images
+                m = (g1 - g0) // ho
+                xs, ds = xpad[image:image + m], dy[image:image + m]
+                g0 += m * ho
+            else:  # rows r0:r1 of one image read its padded rows r0:r1+FH-1
+                r1 = min(ho, r0 + g1 - g0)
+                xs, ds = xpad[image:image + 1, r0:r1 + fh - 1], dy[image:image + 1, r0:r1]
+                g0 += r1 - r0
+            kern.direct_conv.filter_grad_images(xs, ds, f_shape, sums[i], not first)
+            first = False
 
-    threads.run_parts(n, parts, part)
+    threads.run_shared(items, band)
     return _sum_parts(xp, sums, ws, key, threads)
 
 
