@@ -5,24 +5,27 @@ Why: on seed320's 5x5 layers the per-offset OpenBLAS products of
 :func:`layerspec.layers.conv.implicit_conv` (inner dimension C = 64-128, 25 accumulating
 GEMMs) reach 105-125 GFLOP/s on one core of the project's machine, whose sgemm peaks near
 160: with only 64 output columns, OpenBLAS spends a large share of each product packing the
-big operand. This kernel never packs the input. It keeps a tile of ``R`` output positions x 64
-output channels (``R x 4`` AVX-512 registers) in registers for the whole sum over
-``(u, v, c)``: per step it broadcasts ``R`` input values and loads one packed 64-wide filter
-row. Measured on one core (``tools/profile_layers.py``): 140-145 GFLOP/s on those layers,
-with no work wasted on the padding columns (tiles run along output rows) and the bias
-added as the accumulators start.
+big operand. This kernel never packs the input. It keeps a tile of ``R`` output positions x
+64 output channels (``R x 4`` AVX-512 registers; 32 channels x up to 12 positions where
+``K`` is a multiple of 32 only) in registers for the whole sum over ``(u, v, c)``: per step
+it broadcasts ``R`` input values and loads one packed filter row. One core: 140-150
+GFLOP/s on those layers, with no work wasted on the padding columns (tiles run along
+output rows) and the bias added as the accumulators start.
 
 Layout (as :func:`~layerspec.layers.conv.implicit_conv`): ``x`` zero-padded and flattened to
 rows of C channels (``(rows, C)``, each image ``Hp x Wp`` rows), output ``(N, Ho, Wo, K)``.
 Output position ``(n, i, j)`` reads the ``FH*FW*C`` inputs at flat element
 ``((n*Hp + i)*Wp + j)*C + xo[k]``, ``xo[(u, v, c)] = (u*dy*Wp + v*dx)*C + c``. The filters
-are packed as ``(K/64, FH*FW*C, 64)``: chunk ``q`` holds output channels ``64q .. 64q+63``.
+are packed as ``(K/n, FH*FW*C, n)`` (``n`` = 64 or 32, :func:`chunk_of`). The same kernel,
+with the roles turned, computes filter derivatives (:func:`filter_grad_images`).
 
-Each output is ``bias + sum_k x*f`` summed in ``k`` order with fused multiply-adds in
-float32 (a plain sequential dot product, like one BLAS inner block): results differ from
-the BLAS path at float32-rounding level (tests/test_directconv.py). Only float32, ``K``
-divisible by 64, and hosts with AVX-512 (:func:`supported`); everything else keeps the BLAS
-path. ``LAYERSPEC_DIRECT_CONV=0`` turns the kernel off.
+Each output is ``bias + sum_k x*f`` with fused multiply-adds in float32, summed in groups
+of at least 64 terms in registers that are added into the output in order (as a BLAS
+product sums blocks of its inner dimension): results differ from the BLAS path at
+float32-rounding level (tests/test_directconv.py; the MatConvNet reference cases run
+through it). Only float32, ``K`` a multiple of 32, and hosts with AVX-512
+(:func:`supported`); everything else keeps the BLAS path. ``LAYERSPEC_DIRECT_CONV=0``
+turns the kernel off.
 """
 
 from __future__ import annotations
