@@ -158,8 +158,8 @@ def test_conv_layer_takes_the_direct_path_and_agrees_with_blas():
     assert conv_module.direct_ok(np, KERN, np.float32, rows, rows_f, *args)
     assert not conv_module.direct_ok(np, KERN, np.float32, rows[:2] + (rows[2] - 5,) + rows[3:],
                                      rows_f, *args)
-    assert conv_module.direct_df_ok(np, KERN, np.float32, x.shape, f.shape, (1, 1), (1, 1))
-    assert not conv_module.direct_df_ok(np, KERN, np.float32, x.shape, f.shape, (1, 1),
+    assert conv_module.direct_df_ok(np, KERN, np.float32, x.shape, f.shape, *args)
+    assert not conv_module.direct_df_ok(np, KERN, np.float32, x.shape, f.shape, (1, 1), pad,
                                         (2, 1))
     y0, _ = conv_forward(np, x, f, b, *args, Workspace(), 1)
     dy = rng.standard_normal(y0.shape, dtype=np.float32)

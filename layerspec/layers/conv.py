@@ -431,7 +431,7 @@ def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
     ``ws``/``key``: where to take (and keep) buffers; ``fast=False`` forces the im2col path
     (the reference for the 1x1 and whole-input fast paths); ``threads``: host threads for
     the copies and the bias (``Backend.threads``); ``kern``: the compiled CPU kernels or
-    None (:func:`implicit_conv` may use their direct convolution)."""
+    None (with their direct convolution, :func:`direct_conv` where :func:`direct_ok`)."""
     ws = NO_WORKSPACE if ws is None else ws
     bias = b if b is not None and b.size else None  # added where the output is written
     n, h, w, c = x.shape
@@ -573,11 +573,11 @@ def _sum_parts(xp: Any, sums: list[Any], ws: Workspace, key: Any,
 
 def direct_df_ok(xp: Any, kern: Any, dtype: Any, x_shape: tuple[int, ...],
                  f_shape: tuple[int, ...], stride: tuple[int, int],
-                 dilate: tuple[int, int]) -> bool:
+                 pad: tuple[int, int, int, int], dilate: tuple[int, int]) -> bool:
     """Whether dF is :func:`_df_direct`: :func:`direct_ok`'s conditions, undilated, and
-    :func:`layerspec.directconv.filter_grad_applies` (64 output channels)."""
-    return (dilate == (1, 1) and direct_ok(xp, kern, dtype, x_shape, f_shape, stride,
-                                           (0, 0, 0, 0), dilate)
+    :func:`layerspec.directconv.filter_grad_applies` (32, 64 or 128 output channels)."""
+    return (dilate == (1, 1) and direct_ok(xp, kern, dtype, x_shape, f_shape, stride, pad,
+                                           dilate)
             and kern.direct_conv.filter_grad_applies(dtype, f_shape[3]))
 
 
@@ -781,7 +781,7 @@ def conv_backward(xp: Any, x: Any, f: Any, b: Any, dy: Any, cols: Any, stride: t
         f2 = f.reshape(fh * fw * fc, k)
         method = method or dx_method(x.shape, f.shape, stride, pad, dilate, xp, kern, dy.dtype)
         parts = min(image_parts(xp, threads, n), m // DF_PART_MIN_ROWS)
-        if cols is None and direct_df_ok(xp, kern, dy.dtype, x.shape, f.shape, stride,
+        if cols is None and direct_df_ok(xp, kern, dy.dtype, x.shape, f.shape, stride, pad,
                                          dilate):
             df = _df_direct(xp, x, dym.reshape(dy.shape), f.shape, pad, ws, key, kern,
                             threads).reshape(f.shape)
