@@ -7,9 +7,11 @@ through ``Backend.kernels``. They replace NumPy's many short strided passes in p
 (a 3x3/stride-2 max pool took nine passes of four ufuncs each: lenet_cifar's pool1
 backward went from ~22 ms to ~2 ms), the convolution's col2im scatter-add, the ReLU
 derivative and the SGD step (one pass each). im2col stays a NumPy copy, which measured
-faster than a compiled loop; GEMMs stay in BLAS. :mod:`layerspec.gpukernels` offers the
-same functions on CuPy. tests/test_fastpaths.py compares every kernel with the generic path
-and with plain loops (ties, padding, both float types).
+faster than a compiled loop; products stay in BLAS, except the convolutions that
+``direct_conv`` (:mod:`layerspec.directconv`, an AVX-512 kernel compiled through Numba's
+llvmlite) computes where it measured faster. :mod:`layerspec.gpukernels` offers the
+same functions on CuPy (without ``direct_conv``). tests/test_fastpaths.py compares every
+kernel with the generic path and with plain loops (ties, padding, both float types).
 
 Layout: data ``(N, H, W, C)``, C-contiguous. A patch matrix has one row per output
 position ``(n, i, j)`` in that order and columns ordered ``(u, v, c)``, as
