@@ -337,7 +337,7 @@ def direct_ok(xp: Any, kern: Any, dtype: Any, x_shape: tuple[int, ...],
     """Whether :func:`direct_conv` computes this convolution: on the host, with compiled
     kernels that offer :mod:`layerspec.directconv` (AVX-512), stride 1, ungrouped, float32,
     a filter larger than 1x1, at most :data:`DIRECT_MAX_CHANNELS` input channels (or
-    :data:`DIRECT_WIDE_CHANNELS` on wide outputs) and a multiple of 64 output channels.
+    :data:`DIRECT_WIDE_CHANNELS` on wide outputs) and a multiple of 32 output channels.
     It computes output positions only, so unlike :func:`implicit_ok` it has no limit on
     the padding."""
     direct = getattr(kern, "direct_conv", None)
@@ -388,18 +388,29 @@ def _transposed_pad(f_shape: tuple[int, ...], pad: tuple[int, int, int, int],
     return (eh - pad[0], eh - pad[1], ew - pad[2], ew - pad[3])
 
 
-def direct_dx_ok(xp: Any, kern: Any, dtype: Any, x_shape: tuple[int, ...],
-                 f_shape: tuple[int, ...], stride: tuple[int, int],
-                 pad: tuple[int, int, int, int], dilate: tuple[int, int]) -> bool:
-    """Whether dX is :func:`direct_conv` of dY (padded by :func:`_transposed_pad`) with the
-    flipped filters: :func:`direct_ok` for that convolution."""
+def _dx_as_conv(x_shape: tuple[int, ...], f_shape: tuple[int, ...],
+                pad: tuple[int, int, int, int], dilate: tuple[int, int]
+                ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, int, int, int]] | None:
+    """dX of an ungrouped conv as a convolution of dY with the flipped filters: ``(dY shape,
+    flipped filter shape, dY padding)``, or None where that padding would be negative."""
     n, h, w, c = x_shape
     fh, fw, fc, k = f_shape
     q = _transposed_pad(f_shape, pad, dilate)
     ho = h + pad[0] + pad[1] - (fh - 1) * dilate[0]
     wo = w + pad[2] + pad[3] - (fw - 1) * dilate[1]
-    return (dtype is not None and fc == c and min(q) >= 0 and ho > 0 and wo > 0
-            and direct_ok(xp, kern, dtype, (n, ho, wo, k), (fh, fw, k, c), stride, q, dilate))
+    if fc != c or min(q) < 0 or ho <= 0 or wo <= 0:
+        return None
+    return (n, ho, wo, k), (fh, fw, k, c), q
+
+
+def direct_dx_ok(xp: Any, kern: Any, dtype: Any, x_shape: tuple[int, ...],
+                 f_shape: tuple[int, ...], stride: tuple[int, int],
+                 pad: tuple[int, int, int, int], dilate: tuple[int, int]) -> bool:
+    """Whether dX is :func:`direct_conv` of dY (padded by :func:`_transposed_pad`) with the
+    flipped filters: :func:`direct_ok` for that convolution."""
+    conv = _dx_as_conv(x_shape, f_shape, pad, dilate)
+    return (dtype is not None and conv is not None
+            and direct_ok(xp, kern, dtype, conv[0], conv[1], stride, conv[2], dilate))
 
 
 def implicit_dx_ok(xp: Any, x_shape: tuple[int, ...], f_shape: tuple[int, ...],
@@ -407,13 +418,8 @@ def implicit_dx_ok(xp: Any, x_shape: tuple[int, ...], f_shape: tuple[int, ...],
                    dilate: tuple[int, int]) -> bool:
     """Whether dX is faster as :func:`implicit_conv` of dY with the flipped filters: the
     forward test of :func:`implicit_ok` applied to that convolution."""
-    n, h, w, c = x_shape
-    fh, fw, fc, k = f_shape
-    q = _transposed_pad(f_shape, pad, dilate)
-    ho = h + pad[0] + pad[1] - (fh - 1) * dilate[0]
-    wo = w + pad[2] + pad[3] - (fw - 1) * dilate[1]
-    return (fc == c and min(q) >= 0 and ho > 0 and wo > 0
-            and implicit_ok(xp, (n, ho, wo, k), (fh, fw, k, c), stride, q, dilate))
+    conv = _dx_as_conv(x_shape, f_shape, pad, dilate)
+    return conv is not None and implicit_ok(xp, conv[0], conv[1], stride, conv[2], dilate)
 
 
 def conv_forward(xp: Any, x: Any, f: Any, b: Any, stride: tuple[int, int],
