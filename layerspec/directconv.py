@@ -44,8 +44,8 @@ CHUNK = LANES * VECTORS
 #: layers whose output channels are a multiple of 32 but not of 64 (lenet_cifar's 32) take
 #: tiles of 2 vectors (32 channels) and up to 12 rows
 NARROW_VECTORS = 2
-#: tile heights (output positions) the kernel is compiled for; a layer takes the one that
-#: covers its output rows with the least recomputation (24 accumulators at 6 rows)
+#: tile heights (output positions) a layer's row tiles may take (:func:`tile_rows`; 24
+#: accumulators at 6 rows of 4 vectors, or 12 rows of 2)
 TILE_ROWS = (6, 5, 4)
 NARROW_TILE_ROWS = (12, 10, 8)
 #: packed filter rows (x 256 bytes) one pass over a band's tiles reads: sums are split into
@@ -315,19 +315,29 @@ def _tile_starts(images: int, ho: int, cols: np.ndarray, wo: int, hp: int, wp: i
     return ys, xs
 
 
+def _row_tiles(width: int, rows: int) -> list[tuple[int, np.ndarray]]:
+    """``(height, starts)`` covering ``range(width)`` once: tiles of ``rows`` starting at
+    ``starts``, then (if any is left) one shorter tile for the rest."""
+    full = width // rows * rows
+    tiles = [(rows, np.arange(0, full, rows))]
+    if full < width:
+        tiles.append((width - full, np.array([full])))
+    return tiles
+
+
+def _float32_c(*arrays: np.ndarray) -> bool:
+    """Whether every array is float32 and C-contiguous (the kernel reads raw addresses)."""
+    return all(a.dtype == np.float32 and a.flags.c_contiguous for a in arrays)
+
+
 @functools.cache
 def _conv_tilings(images: int, ho: int, wo: int, hp: int, wp: int, c: int,
                   k: int) -> tuple[tuple[int, np.ndarray, np.ndarray], ...]:
     """``(rows, ys, xs)`` per tiling of every output row (:func:`tile_rows`-high tiles, then
     one shorter tile for the rest of each row, so that no output is summed twice), in
     output-row order (read-only, cached per geometry)."""
-    rows = tile_rows(wo, chunk_of(k))
-    full = wo // rows * rows
-    tilings = [(rows, np.arange(0, full, rows))]
-    if full < wo:
-        tilings.append((wo - full, np.array([full])))
     out = []
-    for height, cols in tilings:
+    for height, cols in _row_tiles(wo, tile_rows(wo, chunk_of(k))):
         ys, xs = _tile_starts(images, ho, cols, wo, hp, wp, c, k)
         ys.flags.writeable = xs.flags.writeable = False
         out.append((height, ys, xs))
@@ -353,8 +363,7 @@ def conv_images(xflat: np.ndarray, hp: int, wp: int, packed: np.ndarray,
     images, ho, wo, _ = out.shape
     chunk = chunk_of(k)
     r0, r1 = (0, images * ho) if rows is None else rows
-    arrays = (out, xflat, packed)
-    if not all(a.dtype == np.float32 and a.flags.c_contiguous for a in arrays) \
+    if not _float32_c(out, xflat, packed) \
             or out.shape[3] != k or not chunk or xflat.shape[1] != c \
             or xflat.shape[0] < images * hp * wp \
             or packed.shape != (k // chunk, fh * fw * c, chunk) \
@@ -425,8 +434,7 @@ def filter_grad_images(xpad: np.ndarray, dy: np.ndarray, fshape: tuple[int, int,
     images, hp, wp, _ = xpad.shape
     _, ho, wo, _ = dy.shape
     chunk = chunk_of(k)
-    arrays = (xpad, dy, out)
-    if not all(a.dtype == np.float32 and a.flags.c_contiguous for a in arrays) \
+    if not _float32_c(xpad, dy, out) \
             or not chunk or xpad.shape[3] != c or dy.shape != (images, ho, wo, k) \
             or out.shape != (fh * fw * c, k) or ho != hp - fh + 1 or wo != wp - fw + 1:
         raise ValueError("filter_grad_images: arrays do not match the geometry "
@@ -440,15 +448,12 @@ def filter_grad_images(xpad: np.ndarray, dy: np.ndarray, fshape: tuple[int, int,
     width = fw * c  # dF rows per kernel row u, contiguous in each padded input row
     # the tallest tiles: rows of hundreds make the remainder tile's share small (conv4's
     # 320: 6-row tiles 130 GFLOP/s on one core, 5-row ones 119)
-    rows = min(max(tile_heights(chunk)), width)
-    full = width // rows * rows
     u = np.arange(fh).reshape(-1, 1)
     tilings = []
-    for height, starts in ((rows, np.arange(0, full, rows)), (width - full, np.array([full]))):
-        if height:
-            ys = ((u * width + starts) * k).reshape(-1).astype(np.int64)
-            xs = (u * wp * c + starts).reshape(-1).astype(np.int64)
-            tilings.append((_kernel(height, vectors), ys, xs))
+    for height, starts in _row_tiles(width, min(max(tile_heights(chunk)), width)):
+        ys = ((u * width + starts) * k).reshape(-1).astype(np.int64)
+        xs = (u * wp * c + starts).reshape(-1).astype(np.int64)
+        tilings.append((_kernel(height, vectors), ys, xs))
     n = np.arange(images).reshape(-1, 1, 1)
     i = np.arange(ho).reshape(1, -1, 1)
     j = np.arange(wo).reshape(1, 1, -1)
